@@ -1,0 +1,2 @@
+//! Simulator (in progress).
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! ctxscope.sys (in progress).
+#![cfg_attr(target_os = "windows", no_std)]

@@ -1,0 +1,3 @@
+//! ctxctl (in progress).
+#![forbid(unsafe_code)]
+fn main() {}
