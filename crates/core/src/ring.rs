@@ -35,6 +35,9 @@
 #![allow(unsafe_code)]
 
 use crate::event::Event;
+
+#[cfg(not(loom))]
+pub mod image;
 use sync::{AtomicBool, AtomicU64, Ordering, UnsafeCell};
 
 #[cfg(not(loom))]

@@ -1,0 +1,1 @@
+//! The ring's memory image and layout descriptor (for the WinDbg extension).
