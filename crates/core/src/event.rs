@@ -25,7 +25,7 @@ pub struct ExecContext {
 }
 
 /// One callback invocation, exactly as the driver's event ring stores it, the protocol carries it
-/// and the WinDbg extension reads it out of memory: 64 bytes, little-endian, no padding.
+/// and the `WinDbg` extension reads it out of memory: 64 bytes, little-endian, no padding.
 ///
 /// Process and thread IDs are `HANDLE`-sized in Windows but are small multiples of four in
 /// practice; they are stored in 32 bits and the driver clamps anything larger to `u32::MAX`.
@@ -126,17 +126,14 @@ impl Event {
     /// Sets the requestor.
     #[must_use]
     pub const fn with_requestor(mut self, requestor: Option<Requestor>) -> Self {
-        match requestor {
-            Some(r) => {
-                self.requestor_pid = r.pid;
-                self.requestor_tid = r.tid;
-                self.flags |= Self::FLAG_REQUESTOR;
-            }
-            None => {
-                self.requestor_pid = 0;
-                self.requestor_tid = 0;
-                self.flags &= !Self::FLAG_REQUESTOR;
-            }
+        if let Some(r) = requestor {
+            self.requestor_pid = r.pid;
+            self.requestor_tid = r.tid;
+            self.flags |= Self::FLAG_REQUESTOR;
+        } else {
+            self.requestor_pid = 0;
+            self.requestor_tid = 0;
+            self.flags &= !Self::FLAG_REQUESTOR;
         }
         self
     }
@@ -275,7 +272,7 @@ pub enum Placement {
     RequestorThread,
     /// In another thread (possibly of the requestor's process).
     OtherThread,
-    /// The callback has no requestor (hardware, timer and PnP callbacks).
+    /// The callback has no requestor (hardware, timer and Plug and Play callbacks).
     NoRequestor,
 }
 

@@ -19,7 +19,7 @@ pub enum ContextClass {
     Requestor,
     /// An arbitrary context: whatever thread the CPU happened to be running.
     Arbitrary,
-    /// A thread of the System process (PnP manager, power manager, I/O manager, worker threads).
+    /// A thread of the System process (Plug and Play manager, power manager, I/O manager, worker threads).
     System,
 }
 
@@ -154,13 +154,13 @@ callback_kinds! {
     /// `DriverEntry`: the I/O manager loads the driver in a System thread.
     DriverEntry = 0, System, Passive,
         "https://learn.microsoft.com/windows-hardware/drivers/kernel/writing-a-driverentry-routine";
-    /// `EvtDriverDeviceAdd`: the PnP manager adds a device, in a System thread.
+    /// `EvtDriverDeviceAdd`: the Plug and Play manager adds a device, in a System thread.
     EvtDriverDeviceAdd = 1, System, Passive,
         "https://learn.microsoft.com/windows-hardware/drivers/kernel/adddevice-routines-in-function-or-filter-drivers";
-    /// `EvtDevicePrepareHardware`: the PnP state machine hands over the device's resources.
+    /// `EvtDevicePrepareHardware`: the Plug and Play state machine hands over the device's resources.
     EvtDevicePrepareHardware = 2, System, Passive,
         "https://learn.microsoft.com/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_prepare_hardware";
-    /// `EvtDeviceReleaseHardware`: the PnP state machine takes the resources back.
+    /// `EvtDeviceReleaseHardware`: the Plug and Play state machine takes the resources back.
     EvtDeviceReleaseHardware = 3, System, Passive,
         "https://learn.microsoft.com/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_release_hardware";
     /// `EvtDeviceD0Entry`: the device enters the working state.

@@ -27,10 +27,29 @@
 //!
 //! # Order
 //! Within a lane, events are delivered in position order (`Event::seq`), which is the order in
-//! which writers claimed them. [`Reader::drain`] merges the lanes by `(timestamp, lane, seq)`: each
-//! batch is in timestamp order. An event still being written when a batch is taken is delivered
-//! in a later batch, so across batches timestamps can step back by the length of one record; a
-//! consumer that needs one total order sorts the run by `(timestamp, lane, seq)`.
+//! which writers claimed them. [`Reader::drain`] merges the lanes by `(timestamp, lane, seq)`: it
+//! repeatedly takes the oldest of the lanes' next ready events. A lane with nothing ready leaves
+//! the batch at that point, so an event published while a batch is being taken is delivered in a
+//! later batch instead of slipping in behind newer events of this one: each batch is in timestamp
+//! order whenever each lane's events are. They are, except that a record interrupted between
+//! reading the clock and claiming its position (by an interrupt on its CPU that records too) is
+//! claimed after the interrupt's: so within a lane, and across batches, timestamps can step back
+//! by the length of one record. A consumer that needs one total order sorts the run by
+//! `(timestamp, lane, seq)`.
+//!
+//! # Memory ordering
+//! Three acquire/release pairs carry everything; every other access is relaxed.
+//! - Writer publishes: the payload write, then the *release* store of the ready stamp; the reader's
+//!   *acquire* load of that stamp makes the payload visible before it copies it.
+//! - Reader frees: the payload copy, then the *release* store of the next lap's free stamp; the
+//!   next writer's *acquire* load of that stamp orders the copy before its overwrite.
+//! - Reader hand-over: [`Reader`]'s drop *releases* the reader role; the next [`EventRing::reader`]
+//!   *acquires* it, and with it the previous reader's cursors.
+//!
+//! `head` needs no ordering of its own: the compare-and-swap only decides which writer owns a
+//! position (positions are 64-bit and never reused, so there is no ABA), and the stamp, not
+//! `head`, tells the reader when the payload is there. `tests/loom.rs` checks all of this, and
+//! fails when either stamp pair is weakened (build with `--cfg ctxscope_weak_ordering` to see it).
 
 #![allow(unsafe_code)]
 
@@ -60,6 +79,12 @@ mod sync {
         pub fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
             f(self.0.get())
         }
+
+        /// The value, through exclusive access: no one else can touch it, so no unsafe is needed
+        /// (`ring::image` reads quiescent payloads with it).
+        pub fn get_mut(&mut self) -> &mut T {
+            self.0.get_mut()
+        }
     }
 }
 
@@ -68,6 +93,13 @@ mod sync {
     pub use loom::cell::UnsafeCell;
     pub use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 }
+
+/// The ordering of the writer's store of the ready stamp, which publishes the payload.
+#[cfg(not(ctxscope_weak_ordering))]
+const PUBLISH: Ordering = Ordering::Release;
+/// Deliberately too weak: a mutant for checking that `tests/loom.rs` catches it. Never shipped.
+#[cfg(ctxscope_weak_ordering)]
+const PUBLISH: Ordering = Ordering::Relaxed;
 
 /// The stamp of a slot that is free for the writer of position `pos`.
 const fn free_stamp<const CAP: usize>(pos: u64) -> u64 {
@@ -93,6 +125,9 @@ struct Slot {
 }
 
 impl Slot {
+    // An array-repeat initializer for `Lane::EMPTY`, never used as a shared value: each use is a
+    // fresh slot, which is the point.
+    #[allow(clippy::declare_interior_mutable_const)]
     #[cfg(not(loom))]
     const EMPTY: Self = Self {
         stamp: AtomicU64::new(0),
@@ -115,6 +150,9 @@ struct Lane<const CAP: usize> {
 }
 
 impl<const CAP: usize> Lane<CAP> {
+    // An array-repeat initializer for `EventRing::new`, never used as a shared value: each use is
+    // a fresh lane, which is the point.
+    #[allow(clippy::declare_interior_mutable_const)]
     #[cfg(not(loom))]
     const EMPTY: Self = Self {
         head: AtomicU64::new(0),
@@ -140,19 +178,24 @@ impl<const CAP: usize> Lane<CAP> {
         }
     }
 
-    /// The event at the reader's cursor, if it is ready, with its position.
-    fn peek(&self) -> Option<(u64, Event)> {
+    /// The reader's cursor, if the event there is ready.
+    fn ready(&self) -> Option<u64> {
         let pos = self.tail.load(Ordering::Relaxed);
         let slot = &self.slots[slot_index::<CAP>(pos)];
         // Acquire: pairs with the writer's release store of the ready stamp, so the payload it
-        // wrote is visible below.
-        if slot.stamp.load(Ordering::Acquire) != ready_stamp::<CAP>(pos) {
-            return None;
-        }
-        // SAFETY: the stamp says the slot holds position `pos`, published by its writer's release
-        // store, which the acquire load above synchronized with. Writers only write a slot whose
-        // stamp is the free stamp of their position, which this slot cannot get until the reader
-        // (the caller, who holds the only `Reader`) frees it; so nothing writes the slot now.
+        // wrote is visible to `peek`.
+        (slot.stamp.load(Ordering::Acquire) == ready_stamp::<CAP>(pos)).then_some(pos)
+    }
+
+    /// The event at the reader's cursor, if it is ready, with its position.
+    fn peek(&self) -> Option<(u64, Event)> {
+        let pos = self.ready()?;
+        let slot = &self.slots[slot_index::<CAP>(pos)];
+        // SAFETY: `ready` found the stamp saying the slot holds position `pos`, published by its
+        // writer's release store, which its acquire load synchronized with. Writers only write a
+        // slot whose stamp is the free stamp of their position, which this slot cannot get until
+        // the reader (the caller, who holds the only `Reader`) frees it; so nothing writes the
+        // slot now.
         let event = slot.event.with(|event| unsafe { event.read() });
         Some((pos, event))
     }
@@ -270,49 +313,58 @@ impl<const LANES: usize, const CAP: usize> EventRing<LANES, CAP> {
         let mut pos = lane.head.load(Ordering::Relaxed);
         loop {
             let slot = &lane.slots[slot_index::<CAP>(pos)];
-            // Acquire: pairs with the reader's release store of the free stamp, so its read of the
+            // Acquire: pairs with the reader's release store of the free stamp, so its copy of the
             // previous lap's payload happens before our write below.
             let stamp = slot.stamp.load(Ordering::Acquire);
             let free = free_stamp::<CAP>(pos);
-            if stamp == free {
-                match lane.head.compare_exchange_weak(
-                    pos,
-                    pos + 1,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => {
-                        event.lane = lane_index as u8;
-                        event.seq = pos;
-                        // SAFETY: the successful compare-and-swap made this writer the only owner
-                        // of position `pos`, and the stamp (free for `pos`) shows the reader has
-                        // finished with the slot's previous lap; no one else reads or writes the
-                        // payload until the release store below publishes it.
-                        slot.event
-                            .with_mut(|slot_event| unsafe { slot_event.write(event) });
-                        // Release: publishes the payload to the reader's acquire load.
-                        slot.stamp.store(free + 1, Ordering::Release);
-                        return Ok(Recorded {
-                            lane: event.lane,
-                            seq: pos,
+            match stamp.cmp(&free) {
+                core::cmp::Ordering::Equal => {
+                    // Relaxed: the swap only decides who owns `pos`; the stamp carries the data.
+                    // Weak: a spurious failure just goes round the loop once more.
+                    match lane.head.compare_exchange_weak(
+                        pos,
+                        pos + 1,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => {
+                            event.lane = lane_index as u8;
+                            event.seq = pos;
+                            // SAFETY: the successful compare-and-swap made this writer the only
+                            // owner of position `pos` (positions are never reused), and the
+                            // stamp, free for `pos` and acquired above, shows the reader has
+                            // finished with the slot's previous lap; no one else reads or writes
+                            // the payload until the release store below publishes it.
+                            slot.event
+                                .with_mut(|slot_event| unsafe { slot_event.write(event) });
+                            // Release: publishes the payload to the reader's acquire load.
+                            slot.stamp.store(free + 1, PUBLISH);
+                            return Ok(Recorded {
+                                lane: event.lane,
+                                seq: pos,
+                            });
+                        }
+                        Err(current) => pos = current,
+                    }
+                }
+                core::cmp::Ordering::Less => {
+                    // The slot still holds, or is being given, the previous lap's event: the lane
+                    // is full at `pos`. If `head` moved meanwhile, `pos` was stale; try the
+                    // current head instead.
+                    let current = lane.head.load(Ordering::Relaxed);
+                    if current == pos {
+                        lane.dropped.fetch_add(1, Ordering::Relaxed);
+                        return Err(LaneFull {
+                            lane: lane_index as u8,
                         });
                     }
-                    Err(current) => pos = current,
+                    pos = current;
                 }
-            } else if stamp < free {
-                // The slot still holds the previous lap's event: the lane is full at `pos`. If
-                // `head` moved meanwhile, `pos` was stale; try the current head instead.
-                let current = lane.head.load(Ordering::Relaxed);
-                if current == pos {
-                    lane.dropped.fetch_add(1, Ordering::Relaxed);
-                    return Err(LaneFull {
-                        lane: lane_index as u8,
-                    });
+                core::cmp::Ordering::Greater => {
+                    // Another writer claimed `pos` already (its stamp store, which we acquired,
+                    // follows its claim, so this load sees a newer head).
+                    pos = lane.head.load(Ordering::Relaxed);
                 }
-                pos = current;
-            } else {
-                // Another writer claimed `pos` already.
-                pos = lane.head.load(Ordering::Relaxed);
             }
         }
     }
@@ -354,15 +406,27 @@ pub struct Reader<'ring, const LANES: usize, const CAP: usize> {
 impl<const LANES: usize, const CAP: usize> Reader<'_, LANES, CAP> {
     /// Moves ready events into `out`, oldest timestamp first across lanes (ties by lane, then
     /// position), and returns how many. Stops when `out` is full or no lane has a ready event.
+    ///
+    /// A lane found with nothing ready takes no further part in this call, so an event published
+    /// during the call cannot be merged in behind newer ones already taken (see the module
+    /// documentation on order); it is left for the next call.
     pub fn drain(&mut self, out: &mut [Event]) -> usize {
+        let mut exhausted = [false; LANES];
         let mut taken = 0;
         while taken < out.len() {
             let mut oldest: Option<(usize, u64, Event)> = None;
             for (index, lane) in self.ring.lanes.iter().enumerate() {
-                if let Some((pos, event)) = lane.peek() {
-                    if oldest.is_none_or(|(_, _, best)| event.timestamp < best.timestamp) {
+                if exhausted[index] {
+                    continue;
+                }
+                match lane.peek() {
+                    None => exhausted[index] = true,
+                    Some((pos, event))
+                        if oldest.is_none_or(|(_, _, best)| event.timestamp < best.timestamp) =>
+                    {
                         oldest = Some((index, pos, event));
                     }
+                    Some(_) => {}
                 }
             }
             let Some((index, pos, event)) = oldest else {
@@ -375,11 +439,18 @@ impl<const LANES: usize, const CAP: usize> Reader<'_, LANES, CAP> {
         taken
     }
 
-    /// Consumes every ready event without copying it out; returns how many.
+    /// Consumes, without copying them out, the events that are ready when it reaches each lane;
+    /// returns how many.
+    ///
+    /// At most `CAP` per lane: everything that was ready, and never an endless loop behind
+    /// writers that keep up with it.
     pub fn discard(&mut self) -> u64 {
         let mut discarded = 0;
         for lane in &self.ring.lanes {
-            while let Some((pos, _)) = lane.peek() {
+            for _ in 0..CAP {
+                let Some(pos) = lane.ready() else {
+                    break;
+                };
                 lane.consume(pos);
                 discarded += 1;
             }
