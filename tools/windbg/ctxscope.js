@@ -27,7 +27,8 @@
 //     Otherwise, if k >= 1, the slot still holds the consumed event of p' - CAP, intact until a
 //     writer claims p' ("consumed", shown by events(true)). k = 0 and p' >= head: never used.
 // Every record also carries its own position (seq) and lane; a record that disagrees with its
-// stamp is reported in stats().problems and not shown. This holds for a snapshot taken at any
+// stamp is reported in stats().problems and not shown. Each event displays as the driver's log
+// line (crates/core/src/logline.rs), character for character. This holds for a snapshot taken at any
 // instant, including mid-record or mid-drain, so it is right for a live break-in and a crash dump.
 //
 // Structure: everything above the "WinDbg adapter" line is pure (bytes + layout in, plain objects
@@ -166,7 +167,7 @@ function u64Plain(value) {
     return u64IsSafe(value) ? u64Number(value) : u64Decimal(value);
 }
 
-// An identifier-like u64 (request, file object, detail) as 0x-prefixed lower-case hex.
+// A u64 as the log line writes `detail`: 0x and lower-case hex without leading zeros.
 function u64Hex(value) {
     if (value.hi === 0) {
         return "0x" + value.lo.toString(16);
@@ -256,18 +257,23 @@ function kindByValue(value) {
     return value < CALLBACK_KINDS.length ? CALLBACK_KINDS[value] : undefined;
 }
 
-// One event, with the fields of the driver's log line and the verdict drawn from them.
+// One event: the fields of the driver's log line (crates/core/src/logline.rs), with the same names
+// and in the same order, then what the extension adds (the slot's state and the verdict). Its
+// display string is the log line itself, so dx output can be compared with DebugView's.
 class CtxEvent {
     constructor(fields) {
         Object.assign(this, fields);
     }
 
     toString() {
-        return "#" + this.seq + " lane " + this.lane + " " + this.kind + " irql " + this.irqlName +
-            " cpu " + this.cpu + " pid " + this.pid + " tid " + this.tid +
-            (this.placement === "none" ? "" : " rpid " + this.rpid + " rtid " + this.rtid) +
-            " [" + this.placement + (this.contextOk && this.irqlOk ? "" : ", inconsistent") + "]" +
-            (this.state === "consumed" ? " (consumed)" : "");
+        let flags = this.flags.toString(16);
+        if (flags.length < 2) {
+            flags = "0" + flags;
+        }
+        return "ctxscope: " + this.kind + " seq=" + this.seq + " lane=" + this.lane +
+            " ts=" + this.ts + " cpu=" + this.cpu + " irql=" + this.irql + " pid=" + this.pid +
+            " tid=" + this.tid + " rpid=" + this.rpid + " rtid=" + this.rtid + " req=" + this.req +
+            " file=" + this.file + " detail=" + this.detail + " flags=0x" + flags;
     }
 }
 
@@ -300,23 +306,23 @@ function decodeEvent(bytes, at, state) {
         default: contextOk = true;
     }
     return new CtxEvent({
-        state: state,
+        kind: kind.name,
         seq: u64Plain(u64At(bytes, at)),
         lane: bytes[at + 63],
         ts: u64Plain(u64At(bytes, at + 8)),
-        kind: kind.name,
-        kindValue: kindValue,
-        irql: irql,
-        irqlName: irqlName(irql),
         cpu: u32At(bytes, at + 56),
+        irql: irql,
         pid: pid,
         tid: tid,
         rpid: rpid,
         rtid: rtid,
-        req: u64Hex(u64At(bytes, at + 16)),
-        file: u64Hex(u64At(bytes, at + 24)),
+        req: u64Plain(u64At(bytes, at + 16)),
+        file: u64Plain(u64At(bytes, at + 24)),
         detail: u64Hex(u64At(bytes, at + 32)),
         flags: flags,
+        kindValue: kindValue,
+        irqlName: irqlName(irql),
+        state: state,
         placement: placement,
         contextOk: contextOk,
         irqlOk: IRQL_RULES[kind.irqlRule].allows(irql),

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use ctxscope_core::kind::irql_name;
+use ctxscope_core::logline::LineBuf;
 use ctxscope_core::ring::image::RingLayout;
 use ctxscope_core::{
     CallbackKind, Event, EventRing, ExecContext, LaneFull, Placement, Requestor, Verdict,
@@ -250,31 +251,33 @@ fn layout_json(layout: &RingLayout) -> String {
 
 fn event_json(event: &Event, state: &str) -> String {
     let verdict = Verdict::of(event);
+    let line = LineBuf::from_event(event);
     format!(
-        "{{\"state\": {}, \"seq\": {}, \"lane\": {}, \"ts\": {}, \"kind\": {}, \"kindValue\": {}, \
-         \"irql\": {}, \"irqlName\": {}, \"cpu\": {}, \"pid\": {}, \"tid\": {}, \"rpid\": {}, \
-         \"rtid\": {}, \"req\": \"{:#x}\", \"file\": \"{:#x}\", \"detail\": \"{:#x}\", \
-         \"flags\": {}, \"placement\": {}, \"contextOk\": {}, \"irqlOk\": {}}}",
-        string(state),
+        "{{\"kind\": {}, \"seq\": {}, \"lane\": {}, \"ts\": {}, \"cpu\": {}, \"irql\": {}, \
+         \"pid\": {}, \"tid\": {}, \"rpid\": {}, \"rtid\": {}, \"req\": {}, \"file\": {}, \
+         \"detail\": \"{:#x}\", \"flags\": {}, \"kindValue\": {}, \"irqlName\": {}, \
+         \"state\": {}, \"placement\": {}, \"contextOk\": {}, \"irqlOk\": {}, \"line\": {}}}",
+        string(event.kind.name()),
         number(event.seq),
         event.lane,
         number(event.timestamp),
-        string(event.kind.name()),
-        event.kind as u8,
-        event.irql,
-        string(irql_name(event.irql)),
         event.cpu,
+        event.irql,
         event.pid,
         event.tid,
         event.requestor_pid,
         event.requestor_tid,
-        event.request_id,
-        event.file_id,
+        number(event.request_id),
+        number(event.file_id),
         event.detail,
         event.flags,
+        event.kind as u8,
+        string(irql_name(event.irql)),
+        string(state),
         string(verdict.placement.name()),
         verdict.context_ok,
         verdict.irql_ok,
+        string(line.as_str().trim_end()),
     )
 }
 
@@ -537,7 +540,14 @@ fn every_kind() -> Fixture<8, 32> {
             .with_ids(request + 0x40, file)
             .completing(true),
     );
-    // Two contradictions of the documentation, as a buggy driver or a wrong table would show.
+    // EvtIoWrite in another thread of the requestor's own process (a worker thread of the app).
+    add(
+        &mut fixture,
+        Event::new(CallbackKind::EvtIoWrite, ctx(app.pid, app.tid + 8, 0, 2), 0)
+            .with_requestor(Some(app))
+            .with_ids(request + 0x80, file),
+    );
+    // Contradictions of the documentation, as a buggy driver or a wrong table would show.
     add(
         &mut fixture,
         Event::new(CallbackKind::EvtIoInCallerContext, ctx(4, 0x6c, 0, 5), 0)
@@ -546,6 +556,11 @@ fn every_kind() -> Fixture<8, 32> {
     add(
         &mut fixture,
         Event::new(CallbackKind::EvtInterruptIsr, ctx(0, 0, 2, 6), 0),
+    );
+    // A System-thread callback outside the System process.
+    add(
+        &mut fixture,
+        Event::new(CallbackKind::EvtDeviceD0Entry, ctx(900, 0x3a4, 0, 4), 0),
     );
     // A specific-context callback without a requestor proves nothing.
     add(
