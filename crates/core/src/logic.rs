@@ -41,13 +41,13 @@ pub mod more_status {
     /// `STATUS_PENDING`.
     pub const STATUS_PENDING: i32 = 0x0000_0103;
     /// `STATUS_DEVICE_BUSY`: another reader holds the event ring.
-    pub const STATUS_DEVICE_BUSY: i32 = 0x8000_0011_u32 as i32;
+    pub const STATUS_DEVICE_BUSY: i32 = 0x8000_0011_u32.cast_signed();
     /// `STATUS_CANCELLED`.
-    pub const STATUS_CANCELLED: i32 = 0xC000_0120_u32 as i32;
+    pub const STATUS_CANCELLED: i32 = 0xC000_0120_u32.cast_signed();
     /// `STATUS_DEVICE_NOT_READY`: the device has not started.
-    pub const STATUS_DEVICE_NOT_READY: i32 = 0xC000_00A3_u32 as i32;
+    pub const STATUS_DEVICE_NOT_READY: i32 = 0xC000_00A3_u32.cast_signed();
     /// `STATUS_DEVICE_CONFIGURATION_ERROR`: the hardware is not the edu device it claims to be.
-    pub const STATUS_DEVICE_CONFIGURATION_ERROR: i32 = 0xC000_0182_u32 as i32;
+    pub const STATUS_DEVICE_CONFIGURATION_ERROR: i32 = 0xC000_0182_u32.cast_signed();
 }
 use more_status::{
     STATUS_CANCELLED, STATUS_DEVICE_BUSY, STATUS_DEVICE_CONFIGURATION_ERROR,
@@ -121,9 +121,9 @@ pub mod edu {
     /// Interrupt raise register (write-only): ORs the value into the status and raises the IRQ.
     pub const REG_INTERRUPT_RAISE: u32 = 0x60;
     /// Interrupt acknowledge register (write-only): clears the written bits; the ISR must write it
-    /// or a level-triggered INTx keeps firing.
+    /// or a level-triggered `INTx` keeps firing.
     pub const REG_INTERRUPT_ACK: u32 = 0x64;
-    /// The low 16 bits of the identification register.
+    /// The low 16 bits of the identification register (`0x00ed`).
     pub const IDENTIFICATION_TAG: u32 = 0x00ed;
     /// Smallest BAR0 that holds every register used (QEMU's is 1 MiB).
     pub const MIN_BAR0_LEN: u64 = 0x80;
@@ -226,7 +226,10 @@ impl Completion {
     /// Failure with no bytes transferred.
     #[must_use]
     pub const fn failed(status: i32) -> Self {
-        Self { status, information: 0 }
+        Self {
+            status,
+            information: 0,
+        }
     }
 }
 
@@ -484,19 +487,16 @@ impl<'ring> Driver<'ring> {
     /// event as stored (with its lane and position). A dropped event (full lane) is counted by the
     /// ring and not printed, so that the log and the ring hold the same events.
     fn record<K: Kernel>(&self, kernel: &K, mut event: Event) -> Event {
-        match self.ring.record(event) {
-            Ok(recorded) => {
-                event.lane = recorded.lane;
-                event.seq = recorded.seq;
-                if self.log_level().logs_event(event.kind) {
-                    let mut line = LineBuf::new();
-                    kernel.log(logline::format_event(&event, &mut line));
-                    self.log_lines_printed.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    self.log_lines_suppressed.fetch_add(1, Ordering::Relaxed);
-                }
+        if let Ok(recorded) = self.ring.record(event) {
+            event.lane = recorded.lane;
+            event.seq = recorded.seq;
+            if self.log_level().logs_event(event.kind) {
+                let mut line = LineBuf::new();
+                kernel.log(logline::format_event(&event, &mut line));
+                self.log_lines_printed.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.log_lines_suppressed.fetch_add(1, Ordering::Relaxed);
             }
-            Err(_) => {}
         }
         event
     }
@@ -527,7 +527,10 @@ impl<'ring> Driver<'ring> {
 
     /// `EvtDriverDeviceAdd`: records, and says how to set the device up.
     pub fn device_add<K: Kernel>(&self, kernel: &K) -> DeviceSetup {
-        self.record(kernel, Self::observe(kernel, CallbackKind::EvtDriverDeviceAdd));
+        self.record(
+            kernel,
+            Self::observe(kernel, CallbackKind::EvtDriverDeviceAdd),
+        );
         DeviceSetup {
             read_queue: QueueDispatch::Sequential,
             write_queue: QueueDispatch::Parallel,
@@ -551,9 +554,11 @@ impl<'ring> Driver<'ring> {
         let event = Self::observe(kernel, CallbackKind::EvtDevicePrepareHardware);
         let outcome = match hardware {
             Hardware::None => Ok(Mode::Root),
-            Hardware::Edu { registers, bar0_len, has_interrupt } => {
-                Self::check_edu(registers, bar0_len, has_interrupt)
-            }
+            Hardware::Edu {
+                registers,
+                bar0_len,
+                has_interrupt,
+            } => Self::check_edu(registers, bar0_len, has_interrupt),
         };
         #[allow(clippy::cast_sign_loss)] // the NTSTATUS bits, as documented for `detail`
         let detail = match outcome {
@@ -582,15 +587,24 @@ impl<'ring> Driver<'ring> {
             return Err(("edu BAR0 is too small", STATUS_DEVICE_CONFIGURATION_ERROR));
         }
         if !has_interrupt {
-            return Err(("edu device has no interrupt resource", STATUS_DEVICE_CONFIGURATION_ERROR));
+            return Err((
+                "edu device has no interrupt resource",
+                STATUS_DEVICE_CONFIGURATION_ERROR,
+            ));
         }
         let identification = registers.read32(edu::REG_IDENTIFICATION);
         if identification & 0xffff != edu::IDENTIFICATION_TAG {
-            return Err(("edu identification register mismatch", STATUS_DEVICE_CONFIGURATION_ERROR));
+            return Err((
+                "edu identification register mismatch",
+                STATUS_DEVICE_CONFIGURATION_ERROR,
+            ));
         }
         registers.write32(edu::REG_LIVENESS, edu::LIVENESS_PROBE);
         if registers.read32(edu::REG_LIVENESS) != !edu::LIVENESS_PROBE {
-            return Err(("edu liveness check failed", STATUS_DEVICE_CONFIGURATION_ERROR));
+            return Err((
+                "edu liveness check failed",
+                STATUS_DEVICE_CONFIGURATION_ERROR,
+            ));
         }
         Ok(Mode::Edu)
     }
@@ -598,7 +612,10 @@ impl<'ring> Driver<'ring> {
     /// `EvtDeviceReleaseHardware`: the framework has disconnected the interrupt; the glue unmaps
     /// BAR0 after this returns.
     pub fn release_hardware<K: Kernel>(&self, kernel: &K) {
-        self.record(kernel, Self::observe(kernel, CallbackKind::EvtDeviceReleaseHardware));
+        self.record(
+            kernel,
+            Self::observe(kernel, CallbackKind::EvtDeviceReleaseHardware),
+        );
         self.mode.store(Mode::Starting as u8, Ordering::Relaxed);
     }
 
@@ -606,7 +623,9 @@ impl<'ring> Driver<'ring> {
     pub fn d0_entry<K: Kernel>(&self, kernel: &K, previous_state: u32) -> TimerDecision {
         let event = Self::observe(kernel, CallbackKind::EvtDeviceD0Entry);
         self.record(kernel, event.with_detail(u64::from(previous_state)));
-        TimerDecision { rearm_ms: self.timer_period_ms() }
+        TimerDecision {
+            rearm_ms: self.timer_period_ms(),
+        }
     }
 
     /// `EvtDeviceD0Exit`: records; the glue then stops the timer, waiting for a running tick
@@ -620,7 +639,11 @@ impl<'ring> Driver<'ring> {
 
     /// `EvtDeviceFileCreate`: records with the opener as requestor; the glue stores the returned
     /// state in the file object's context and completes the create request.
-    pub fn file_create<K: Kernel>(&self, kernel: &K, request: K::Request) -> (FileState, Completion) {
+    pub fn file_create<K: Kernel>(
+        &self,
+        kernel: &K,
+        request: K::Request,
+    ) -> (FileState, Completion) {
         let requestor = kernel.requestor(request);
         let file = FileState {
             id: self.next_file_id.fetch_add(1, Ordering::Relaxed),
@@ -633,13 +656,24 @@ impl<'ring> Driver<'ring> {
             .with_ids(request_id, file.id)
             .completing(true);
         self.record(kernel, event);
-        (file, Completion { status: STATUS_SUCCESS, information: 0 })
+        (
+            file,
+            Completion {
+                status: STATUS_SUCCESS,
+                information: 0,
+            },
+        )
     }
 
     /// `EvtFileCleanup`. `closer` is the thread of the cleanup IRP (captured by the glue's
     /// `IRP_MJ_CLEANUP` preprocess callback from `Irp->Tail.Overlay.Thread`), which
     /// is remembered for `EvtFileClose`.
-    pub fn file_cleanup<K: Kernel>(&self, kernel: &K, file: &mut FileState, closer: Option<Requestor>) {
+    pub fn file_cleanup<K: Kernel>(
+        &self,
+        kernel: &K,
+        file: &mut FileState,
+        closer: Option<Requestor>,
+    ) {
         file.closer = closer;
         let event = Self::observe(kernel, CallbackKind::EvtFileCleanup)
             .with_requestor(closer)
@@ -681,20 +715,28 @@ impl<'ring> Driver<'ring> {
             .with_ids(id, file.id)
             .with_detail(kind.code());
         let decision = match kind {
-            IoKind::DeviceControl { code, input_length, output_length }
-                if Ioctl::from_code(code) == Some(Ioctl::NeitherDemo) =>
-            {
+            IoKind::DeviceControl {
+                code,
+                input_length,
+                output_length,
+            } if Ioctl::from_code(code) == Some(Ioctl::NeitherDemo) => {
                 if output_length < NeitherDemoReply::SIZE {
                     CallerDecision::Complete(Completion::failed(STATUS_BUFFER_TOO_SMALL))
                 } else if input_length > MAX_NEITHER_INPUT {
                     CallerDecision::Complete(Completion::failed(STATUS_INVALID_PARAMETER))
                 } else {
-                    CallerDecision::ProbeAndLock { input_length, output_length }
+                    CallerDecision::ProbeAndLock {
+                        input_length,
+                        output_length,
+                    }
                 }
             }
             _ => CallerDecision::Enqueue,
         };
-        let event = self.record(kernel, event.completing(matches!(decision, CallerDecision::Complete(_))));
+        let event = self.record(
+            kernel,
+            event.completing(matches!(decision, CallerDecision::Complete(_))),
+        );
         state.trail[TrailSlot::InCallerContext as usize] = TrailEntry::from_event(&event);
         (state, decision)
     }
@@ -702,7 +744,11 @@ impl<'ring> Driver<'ring> {
     /// After the glue probed and locked the `METHOD_NEITHER` buffers: `Ok(())`, or the status
     /// `WdfRequestProbeAndLockUserBuffer...` or `WdfRequestRetrieveUnsafeUser...` failed with
     /// (an invalid user address raises an exception those functions turn into a status).
-    pub fn neither_buffers_locked(&self, state: &mut RequestState, locked: Result<(), i32>) -> CallerDecision {
+    pub fn neither_buffers_locked(
+        &self,
+        state: &mut RequestState,
+        locked: Result<(), i32>,
+    ) -> CallerDecision {
         match locked {
             Ok(()) => {
                 state.neither_locked = true;
@@ -713,7 +759,12 @@ impl<'ring> Driver<'ring> {
     }
 
     /// `EvtIoRead` on the sequential read queue.
-    pub fn io_read<K: Kernel>(&self, kernel: &K, state: &mut RequestState, length: usize) -> ReadDecision {
+    pub fn io_read<K: Kernel>(
+        &self,
+        kernel: &K,
+        state: &mut RequestState,
+        length: usize,
+    ) -> ReadDecision {
         let event = Self::observe(kernel, CallbackKind::EvtIoRead)
             .with_requestor(state.requestor)
             .with_ids(state.id, state.file_id)
@@ -722,12 +773,19 @@ impl<'ring> Driver<'ring> {
             ReadDecision::Complete(Completion::failed(STATUS_BUFFER_TOO_SMALL))
         } else {
             match self.mode() {
-                Mode::Edu => ReadDecision::RaiseInterrupt { value: edu::READ_INTERRUPT_BIT },
+                Mode::Edu => ReadDecision::RaiseInterrupt {
+                    value: edu::READ_INTERRUPT_BIT,
+                },
                 Mode::Root => ReadDecision::WaitForTimer,
-                Mode::Starting => ReadDecision::Complete(Completion::failed(STATUS_DEVICE_NOT_READY)),
+                Mode::Starting => {
+                    ReadDecision::Complete(Completion::failed(STATUS_DEVICE_NOT_READY))
+                }
             }
         };
-        let event = self.record(kernel, event.completing(matches!(decision, ReadDecision::Complete(_))));
+        let event = self.record(
+            kernel,
+            event.completing(matches!(decision, ReadDecision::Complete(_))),
+        );
         state.trail[TrailSlot::IoRead as usize] = TrailEntry::from_event(&event);
         decision
     }
@@ -742,7 +800,10 @@ impl<'ring> Driver<'ring> {
             self.spurious_interrupts.fetch_add(1, Ordering::Relaxed);
             IsrDecision::NotOurs
         } else {
-            IsrDecision::Claim { acknowledge: interrupt_status, isr: TrailEntry::from_event(&event) }
+            IsrDecision::Claim {
+                acknowledge: interrupt_status,
+                isr: TrailEntry::from_event(&event),
+            }
         }
     }
 
@@ -773,7 +834,11 @@ impl<'ring> Driver<'ring> {
 
     /// `EvtTimerFunc` (a DPC at `DISPATCH_LEVEL`). `read` is the pending read when
     /// [`Driver::timer_completes_reads`] and the timer won it from the cancel routine.
-    pub fn timer<K: Kernel>(&self, kernel: &K, read: Option<ReadToComplete<'_>>) -> (TimerDecision, Option<Completion>) {
+    pub fn timer<K: Kernel>(
+        &self,
+        kernel: &K,
+        read: Option<ReadToComplete<'_>>,
+    ) -> (TimerDecision, Option<Completion>) {
         let tick = self.timer_ticks.fetch_add(1, Ordering::Relaxed) + 1;
         let mut event = Self::observe(kernel, CallbackKind::EvtTimerFunc).with_detail(tick);
         if let Some(read) = &read {
@@ -783,8 +848,14 @@ impl<'ring> Driver<'ring> {
                 .completing(true);
         }
         let event = self.record(kernel, event);
-        let completion = read.map(|read| self.complete_read(kernel, &event, CompletedBy::TimerDpc, read));
-        (TimerDecision { rearm_ms: self.timer_period_ms() }, completion)
+        let completion =
+            read.map(|read| self.complete_read(kernel, &event, CompletedBy::TimerDpc, read));
+        (
+            TimerDecision {
+                rearm_ms: self.timer_period_ms(),
+            },
+            completion,
+        )
     }
 
     /// Fills the read receipt into the read's buffer.
@@ -803,7 +874,12 @@ impl<'ring> Driver<'ring> {
         self.write_receipt(state, completed_by, read.buffer)
     }
 
-    fn write_receipt(&self, state: &RequestState, completed_by: CompletedBy, buffer: &mut [u8]) -> Completion {
+    fn write_receipt(
+        &self,
+        state: &RequestState,
+        completed_by: CompletedBy,
+        buffer: &mut [u8],
+    ) -> Completion {
         buffer.fill(0);
         let requestor = state.requestor.unwrap_or(Requestor { pid: 0, tid: 0 });
         let receipt = ReadReceipt {
@@ -817,7 +893,10 @@ impl<'ring> Driver<'ring> {
         match receipt.encode(buffer) {
             Ok(size) => {
                 self.reads_completed.fetch_add(1, Ordering::Relaxed);
-                Completion { status: STATUS_SUCCESS, information: size }
+                Completion {
+                    status: STATUS_SUCCESS,
+                    information: size,
+                }
             }
             Err(error) => Completion::failed(error.ntstatus()),
         }
@@ -833,14 +912,22 @@ impl<'ring> Driver<'ring> {
 
     /// `EvtIoWrite` on the parallel write queue: records and completes inline, accepting (and
     /// discarding) every byte.
-    pub fn io_write<K: Kernel>(&self, kernel: &K, state: &RequestState, length: usize) -> Completion {
+    pub fn io_write<K: Kernel>(
+        &self,
+        kernel: &K,
+        state: &RequestState,
+        length: usize,
+    ) -> Completion {
         let event = Self::observe(kernel, CallbackKind::EvtIoWrite)
             .with_requestor(state.requestor)
             .with_ids(state.id, state.file_id)
             .with_detail(length as u64)
             .completing(true);
         self.record(kernel, event);
-        Completion { status: STATUS_SUCCESS, information: length }
+        Completion {
+            status: STATUS_SUCCESS,
+            information: length,
+        }
     }
 
     /// `EvtIoDeviceControl` on the sequential control queue. `output` is the `METHOD_BUFFERED`
@@ -865,28 +952,31 @@ impl<'ring> Driver<'ring> {
         let Some(ioctl) = Ioctl::from_code(code) else {
             return Completion::failed(STATUS_INVALID_DEVICE_REQUEST);
         };
-        if ioctl == Ioctl::NeitherDemo {
-            return match neither {
-                Some(buffers) if state.neither_locked => self.neither_demo(state, &event, buffers),
-                _ => Completion::failed(STATUS_INVALID_DEVICE_REQUEST),
-            };
-        }
         output.fill(0);
-        let input = match input {
-            BufferedInput::Copied(bytes) => bytes,
-            BufferedInput::TooLong(_) => return Completion::failed(STATUS_INVALID_PARAMETER),
-        };
-        let result = match ioctl {
-            Ioctl::GetInfo => self.expect_no_input(input).and_then(|()| {
-                self.info(kernel).encode(output).map_err(|e| e.ntstatus())
-            }),
-            Ioctl::GetEvents => self.get_events(input, output),
-            Ioctl::Reset => self.expect_no_input(input).and_then(|()| self.reset(output)),
-            Ioctl::Configure => self.configure(input),
-            Ioctl::NeitherDemo => unreachable!("handled above"),
+        let result = match (ioctl, input) {
+            // The METHOD_NEITHER demonstration uses only the buffers locked in caller context.
+            (Ioctl::NeitherDemo, _) => {
+                return match neither {
+                    Some(buffers) if state.neither_locked => {
+                        Self::neither_demo(state, &event, buffers)
+                    }
+                    _ => Completion::failed(STATUS_INVALID_DEVICE_REQUEST),
+                };
+            }
+            (_, BufferedInput::TooLong(_)) => Err(STATUS_INVALID_PARAMETER),
+            (Ioctl::GetInfo, BufferedInput::Copied(input)) => Self::expect_no_input(input)
+                .and_then(|()| self.info(kernel).encode(output).map_err(|e| e.ntstatus())),
+            (Ioctl::GetEvents, BufferedInput::Copied(input)) => self.get_events(input, output),
+            (Ioctl::Reset, BufferedInput::Copied(input)) => {
+                Self::expect_no_input(input).and_then(|()| self.reset(output))
+            }
+            (Ioctl::Configure, BufferedInput::Copied(input)) => self.configure(input),
         };
         match result {
-            Ok(information) => Completion { status: STATUS_SUCCESS, information },
+            Ok(information) => Completion {
+                status: STATUS_SUCCESS,
+                information,
+            },
             Err(status) => {
                 output.fill(0);
                 Completion::failed(status)
@@ -894,8 +984,12 @@ impl<'ring> Driver<'ring> {
         }
     }
 
-    fn expect_no_input(&self, input: &[u8]) -> Result<(), i32> {
-        if input.is_empty() { Ok(()) } else { Err(STATUS_INVALID_PARAMETER) }
+    fn expect_no_input(input: &[u8]) -> Result<(), i32> {
+        if input.is_empty() {
+            Ok(())
+        } else {
+            Err(STATUS_INVALID_PARAMETER)
+        }
     }
 
     fn get_events(&self, input: &[u8], output: &mut [u8]) -> Result<usize, i32> {
@@ -941,30 +1035,42 @@ impl<'ring> Driver<'ring> {
         };
         let discarded = reader.discard();
         drop(reader);
-        ResetReply { discarded }.encode(output).map_err(|e| e.ntstatus())
+        ResetReply { discarded }
+            .encode(output)
+            .map_err(|e| e.ntstatus())
     }
 
     fn configure(&self, input: &[u8]) -> Result<usize, i32> {
         let request = ConfigureRequest::decode(input).map_err(|e| e.ntstatus())?;
-        self.timer_period_ms.store(request.timer_period_ms, Ordering::Relaxed);
-        self.log_level.store(request.log_level as u8, Ordering::Relaxed);
+        self.timer_period_ms
+            .store(request.timer_period_ms, Ordering::Relaxed);
+        self.log_level
+            .store(request.log_level as u8, Ordering::Relaxed);
         Ok(0)
     }
 
     #[allow(clippy::cast_possible_truncation)] // input is at most MAX_NEITHER_INPUT bytes
-    fn neither_demo(&self, state: &RequestState, event: &Event, buffers: NeitherBuffers<'_>) -> Completion {
+    fn neither_demo(
+        state: &RequestState,
+        event: &Event,
+        buffers: NeitherBuffers<'_>,
+    ) -> Completion {
+        let NeitherBuffers { input, output } = buffers;
         let locked_by = state.trail[TrailSlot::InCallerContext as usize];
         let reply = NeitherDemoReply {
             locked_by_pid: locked_by.pid,
             locked_by_tid: locked_by.tid,
             filled_by_pid: event.pid,
             filled_by_tid: event.tid,
-            input_len: buffers.input.len() as u32,
-            input_checksum: checksum(buffers.input),
+            input_len: input.len() as u32,
+            input_checksum: checksum(input),
         };
-        buffers.output.fill(0);
-        match reply.encode(buffers.output) {
-            Ok(size) => Completion { status: STATUS_SUCCESS, information: size },
+        output.fill(0);
+        match reply.encode(output) {
+            Ok(size) => Completion {
+                status: STATUS_SUCCESS,
+                information: size,
+            },
             Err(error) => Completion::failed(error.ntstatus()),
         }
     }
