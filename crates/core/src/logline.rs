@@ -118,7 +118,10 @@ impl Field {
     /// The keyed field spelled `key`.
     #[must_use]
     pub fn from_key(key: &str) -> Option<Self> {
-        Self::ALL[1..].iter().copied().find(|field| field.key() == key)
+        Self::ALL[1..]
+            .iter()
+            .copied()
+            .find(|field| field.key() == key)
     }
 }
 
@@ -275,7 +278,10 @@ pub struct LineBuf {
 }
 
 const _: () = assert!(MAX_LINE_LEN < LineBuf::CAPACITY);
-const _: () = assert!(LineBuf::CAPACITY <= 512, "DbgPrint prints at most 512 bytes per call");
+const _: () = assert!(
+    LineBuf::CAPACITY <= 512,
+    "DbgPrint prints at most 512 bytes per call"
+);
 
 impl LineBuf {
     /// Size of the buffer, NUL included.
@@ -431,25 +437,25 @@ fn field_value(event: &Event, field: Field) -> u64 {
 }
 
 /// Formats a diagnostic that is not an event into `buf` (replacing what it held) and returns the
-/// line: `ctxscope-note: <what> status=0x<NTSTATUS>\n`. `what` should be ASCII; other bytes are
-/// replaced by `?` so the line stays printable at any IRQL.
+/// line: `ctxscope-note: <what> status=0x<NTSTATUS>\n`, the status as eight hex digits. `what`
+/// should be ASCII; other bytes are replaced by `?` so the line stays printable at any IRQL, and a
+/// `what` too long for the buffer is cut so that the status and the line break always remain.
 pub fn format_note<'b>(what: &str, status: i32, buf: &'b mut LineBuf) -> &'b str {
+    const STATUS_SUFFIX: usize = " status=0x".len() + 8 + "\n".len();
     buf.clear();
     buf.push(NOTE_PREFIX.as_bytes());
     buf.push(b" ");
-    for byte in what.bytes() {
-        let printable = if byte.is_ascii_graphic() || byte == b' ' { byte } else { b'?' };
+    let room = LineBuf::CAPACITY - 1 - buf.len() - STATUS_SUFFIX;
+    for byte in what.bytes().take(room) {
+        let printable = if byte.is_ascii_graphic() || byte == b' ' {
+            byte
+        } else {
+            b'?'
+        };
         buf.push(&[printable]);
     }
-    buf.push(b" status=0x");
-    #[allow(clippy::cast_sign_loss)] // NTSTATUS values are printed as their bits
-    let bits = status as u32;
-    let mut digits = [0u8; 8];
-    for (index, digit) in digits.iter_mut().enumerate() {
-        let nibble = (bits >> (28 - 4 * index)) & 0xf;
-        *digit = b"0123456789abcdef"[nibble as usize];
-    }
-    buf.push(&digits);
+    buf.push(b" status=");
+    buf.push_hex(u64::from(status.cast_unsigned()), 8);
     buf.push(b"\n");
     buf.as_str()
 }
@@ -542,7 +548,9 @@ pub fn parse_line(line: &str) -> Result<Option<Event>, LineError> {
         .get(start + PREFIX.len()..)
         .unwrap_or("")
         .split_ascii_whitespace();
-    let kind_name = words.next().ok_or(LineError::Missing { field: Field::Kind })?;
+    let kind_name = words
+        .next()
+        .ok_or(LineError::Missing { field: Field::Kind })?;
     let kind = CallbackKind::from_name(kind_name).ok_or(LineError::UnknownKind)?;
 
     let mut values = [0u64; Field::ALL.len()];
@@ -714,7 +722,10 @@ mod tests {
     fn malformed_lines_name_the_field() {
         let err = parse_line(&with("rtid=1204", "rtid=12x4")).unwrap_err();
         assert_eq!(err, LineError::NotANumber { field: Field::Rtid });
-        assert_eq!(format!("line 17: {err}"), "line 17: field rtid: not a number");
+        assert_eq!(
+            format!("line 17: {err}"),
+            "line 17: field rtid: not a number"
+        );
         assert_eq!(err.field(), Some(Field::Rtid));
 
         let cases = [
@@ -738,9 +749,7 @@ mod tests {
             ),
             (
                 with("irql=2", "irql"),
-                LineError::NotKeyValue {
-                    field: Field::Irql,
-                },
+                LineError::NotKeyValue { field: Field::Irql },
             ),
             (
                 with("pid=4", "pid="),
@@ -794,7 +803,10 @@ mod tests {
                     source: EventDecodeError::StrayRequestor,
                 },
             ),
-            ("ctxscope:".to_owned(), LineError::Missing { field: Field::Kind }),
+            (
+                "ctxscope:".to_owned(),
+                LineError::Missing { field: Field::Kind },
+            ),
         ];
         for (line, expected) in cases {
             assert_eq!(parse_line(&line), Err(expected), "{line:?}");
@@ -813,6 +825,32 @@ mod tests {
             parse_line(&SAMPLE[..SAMPLE.find(" req=").unwrap()]),
             Err(LineError::Missing { field: Field::Req })
         );
+    }
+
+    #[test]
+    fn notes_are_not_events() {
+        let mut buf = LineBuf::new();
+        let note = format_note(
+            "EvtIoRead: buffer too small",
+            crate::protocol::ntstatus::STATUS_BUFFER_TOO_SMALL,
+            &mut buf,
+        );
+        assert_eq!(
+            note,
+            "ctxscope-note: EvtIoRead: buffer too small status=0xc0000023\n"
+        );
+        assert_eq!(parse_line(note), Ok(None));
+        assert_eq!(buf.as_cstr_bytes().last(), Some(&0));
+
+        assert_eq!(
+            format_note("caf\u{e9}\n", 0, &mut buf),
+            "ctxscope-note: caf??? status=0x00000000\n"
+        );
+        let long = "x".repeat(1000);
+        let note = format_note(&long, -1, &mut buf);
+        assert_eq!(note.len(), LineBuf::CAPACITY - 1);
+        assert!(note.ends_with(" status=0xffffffff\n"));
+        assert_eq!(buf.as_cstr_bytes().last(), Some(&0));
     }
 
     #[test]

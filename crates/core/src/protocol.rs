@@ -554,7 +554,9 @@ impl ProtocolError {
             Self::TrailingBytes { .. } => {
                 "pass exactly the message's bytes: the length the call returned, not the buffer's size"
             }
-            Self::ReservedNotZero { .. } | Self::UnknownValue { .. } | Self::Inconsistent { .. } => {
+            Self::ReservedNotZero { .. }
+            | Self::UnknownValue { .. }
+            | Self::Inconsistent { .. } => {
                 "the message is corrupt or from a different build; reinstall the driver from the same build as ctxctl"
             }
             Self::OutOfRange { .. } => {
@@ -644,21 +646,26 @@ impl<'a> Fields<'a> {
     fn take<const N: usize>(&mut self) -> Result<[u8; N], ProtocolError> {
         let end = self.at + N;
         let mut word = [0u8; N];
-        word.copy_from_slice(self.bytes.get(self.at..end).ok_or(
-            ProtocolError::Truncated {
-                needed: end,
-                available: self.bytes.len(),
-            },
-        )?);
+        word.copy_from_slice(
+            self.bytes
+                .get(self.at..end)
+                .ok_or(ProtocolError::Truncated {
+                    needed: end,
+                    available: self.bytes.len(),
+                })?,
+        );
         self.at = end;
         Ok(word)
     }
     fn slice(&mut self, len: usize) -> Result<&'a [u8], ProtocolError> {
         let end = self.at + len;
-        let slice = self.bytes.get(self.at..end).ok_or(ProtocolError::Truncated {
-            needed: end,
-            available: self.bytes.len(),
-        })?;
+        let slice = self
+            .bytes
+            .get(self.at..end)
+            .ok_or(ProtocolError::Truncated {
+                needed: end,
+                available: self.bytes.len(),
+            })?;
         self.at = end;
         Ok(slice)
     }
@@ -1338,7 +1345,8 @@ impl<'a> GetEventsReply<'a> {
         validate_cursors(&reply_header, count)?;
         let records = fields.slice(count * Event::SIZE)?;
         for (index, record) in records.chunks_exact(Event::SIZE).enumerate() {
-            decode_record(record).map_err(|source| ProtocolError::InvalidEvent { index, source })?;
+            decode_record(record)
+                .map_err(|source| ProtocolError::InvalidEvent { index, source })?;
         }
         Ok(Self {
             header: reply_header,
@@ -1807,7 +1815,7 @@ impl Fixed for ReadReceipt {
             });
         }
         if let Some(kind) = self.completed_by.completion_kind()
-            && completion.kind as u8 != kind as u8
+            && completion.kind != kind
         {
             return Err(ProtocolError::Inconsistent {
                 what: "the completion entry's callback does not match completed_by",
@@ -2048,7 +2056,10 @@ mod tests {
             assert_eq!(Ioctl::from_code(ioctl.code()), Some(ioctl));
             assert_eq!(Ioctl::try_from(ioctl.code()), Ok(ioctl));
             assert_eq!(Method::from_bits(ioctl.code()), ioctl.method());
-            assert_eq!(Access::from_bits(ioctl.code() >> 14), ioctl.required_access());
+            assert_eq!(
+                Access::from_bits(ioctl.code() >> 14),
+                ioctl.required_access()
+            );
             assert!(ioctl.name().starts_with("IOCTL_CTXSCOPE_"));
         }
         assert_eq!(Ioctl::from_code(0x0022_6008), None);
@@ -2058,11 +2069,26 @@ mod tests {
 
     #[test]
     fn ntstatus_values_are_the_documented_ones() {
-        assert_eq!(ntstatus::STATUS_BUFFER_TOO_SMALL.cast_unsigned(), 0xC000_0023);
-        assert_eq!(ntstatus::STATUS_INVALID_PARAMETER.cast_unsigned(), 0xC000_000D);
-        assert_eq!(ntstatus::STATUS_REVISION_MISMATCH.cast_unsigned(), 0xC000_0059);
-        assert_eq!(ntstatus::STATUS_DATATYPE_MISALIGNMENT.cast_unsigned(), 0x8000_0002);
-        assert_eq!(ntstatus::STATUS_INVALID_DEVICE_REQUEST.cast_unsigned(), 0xC000_0010);
+        assert_eq!(
+            ntstatus::STATUS_BUFFER_TOO_SMALL.cast_unsigned(),
+            0xC000_0023
+        );
+        assert_eq!(
+            ntstatus::STATUS_INVALID_PARAMETER.cast_unsigned(),
+            0xC000_000D
+        );
+        assert_eq!(
+            ntstatus::STATUS_REVISION_MISMATCH.cast_unsigned(),
+            0xC000_0059
+        );
+        assert_eq!(
+            ntstatus::STATUS_DATATYPE_MISALIGNMENT.cast_unsigned(),
+            0x8000_0002
+        );
+        assert_eq!(
+            ntstatus::STATUS_INVALID_DEVICE_REQUEST.cast_unsigned(),
+            0xC000_0010
+        );
     }
 
     #[test]
@@ -2346,7 +2372,10 @@ mod tests {
         );
         assert_eq!(
             reply.header.check_cursor(11),
-            CursorCheck::Restarted { app: 11, driver: 10 }
+            CursorCheck::Restarted {
+                app: 11,
+                driver: 10
+            }
         );
         let mut again = AlignedBuf::<512>::new();
         assert_eq!(reply.encode(again.as_mut_bytes()), Ok(n));
@@ -2392,6 +2421,50 @@ mod tests {
     }
 
     #[test]
+    fn events_reply_fixed_part_around_events_already_in_place() {
+        let events = [
+            event(CallbackKind::EvtTimerFunc, 1),
+            event(CallbackKind::EvtIoRead, 2),
+        ];
+        let header = EventsReplyHeader {
+            cursor: 4,
+            next_cursor: 6,
+            stats: RingStats::default(),
+        };
+        let mut expected = AlignedBuf::<256>::new();
+        let n = encode_events_reply(&header, &events, expected.as_mut_bytes()).unwrap();
+
+        let mut buf = AlignedBuf::<256>::new();
+        for (index, event) in events.iter().enumerate() {
+            let at = GetEventsReply::FIXED_SIZE + index * Event::SIZE;
+            buf.0[at..at + Event::SIZE].copy_from_slice(&event.to_bytes());
+        }
+        assert_eq!(
+            encode_events_reply_fixed(&header, 2, buf.as_mut_bytes()),
+            Ok(n)
+        );
+        assert_eq!(buf.0[..n], expected.0[..n]);
+        assert!(
+            GetEventsReply::decode(&buf.0[..n])
+                .unwrap()
+                .events()
+                .eq(events)
+        );
+
+        assert!(matches!(
+            encode_events_reply_fixed(&header, 3, buf.as_mut_bytes()),
+            Err(ProtocolError::Inconsistent { .. })
+        ));
+        assert_eq!(
+            encode_events_reply_fixed(&header, 2, &mut buf.0[..100]),
+            Err(ProtocolError::BufferTooSmall {
+                needed: 184,
+                available: 100
+            })
+        );
+    }
+
+    #[test]
     fn events_reply_capacity_counts_whole_events() {
         assert_eq!(events_reply_capacity(0), 0);
         assert_eq!(events_reply_capacity(55), 0);
@@ -2416,7 +2489,8 @@ mod tests {
         let n = encode_events_reply(&header, &events, buf.as_mut_bytes()).unwrap();
         assert_eq!(n, 0xFFF8);
         assert_eq!(GetEventsReply::decode(&buf.0[..n]).unwrap().len(), 1023);
-        let too_many = std::vec![event(CallbackKind::EvtTimerFunc, 5); GetEventsReply::MAX_EVENTS + 1];
+        let too_many =
+            std::vec![event(CallbackKind::EvtTimerFunc, 5); GetEventsReply::MAX_EVENTS + 1];
         assert_eq!(
             encode_events_reply(&header, &too_many, buf.as_mut_bytes()),
             Err(ProtocolError::TooManyEvents {
@@ -2442,10 +2516,7 @@ mod tests {
         for mode in Mode::ALL {
             assert_eq!(Mode::from_u8(mode as u8), Some(mode));
         }
-        assert_eq!(
-            Mode::ALL.map(Mode::name),
-            ["starting", "edu", "root"]
-        );
+        assert_eq!(Mode::ALL.map(Mode::name), ["starting", "edu", "root"]);
     }
 
     #[test]

@@ -171,8 +171,8 @@ fn decode_all_canonically(bytes: &[u8]) {
     if let Ok(reply) = GetEventsReply::decode(bytes) {
         assert_eq!(reply.events().len(), reply.len());
         let events: Vec<Event> = reply.events().collect();
-        let n = encode_events_reply(&reply.header, &events, out.as_mut_bytes())
-            .expect("re-encodes");
+        let n =
+            encode_events_reply(&reply.header, &events, out.as_mut_bytes()).expect("re-encodes");
         assert_eq!(&out.0[..n], bytes, "GetEventsReply");
     }
 }
