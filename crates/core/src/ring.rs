@@ -32,10 +32,10 @@
 //! the batch at that point, so an event published while a batch is being taken is delivered in a
 //! later batch instead of slipping in behind newer events of this one: each batch is in timestamp
 //! order whenever each lane's events are. They are, except that a record interrupted between
-//! reading the clock and claiming its position (by an interrupt on its CPU that records too) is
-//! claimed after the interrupt's: so within a lane, and across batches, timestamps can step back
-//! by the length of one record. A consumer that needs one total order sorts the run by
-//! `(timestamp, lane, seq)`.
+//! reading the clock and claiming its position (by an ISR or DPC on its CPU, or at
+//! `PASSIVE_LEVEL` by a thread switch, that records too) is claimed after the interrupter's: so
+//! within a lane, and across batches, timestamps can step back by as long as that interruption
+//! lasted. A consumer that needs one total order sorts the run by `(timestamp, lane, seq)`.
 //!
 //! # Memory ordering
 //! Three acquire/release pairs carry everything; every other access is relaxed.
@@ -48,8 +48,10 @@
 //!
 //! `head` needs no ordering of its own: the compare-and-swap only decides which writer owns a
 //! position (positions are 64-bit and never reused, so there is no ABA), and the stamp, not
-//! `head`, tells the reader when the payload is there. `tests/loom.rs` checks all of this, and
-//! fails when either stamp pair is weakened (build with `--cfg ctxscope_weak_ordering` to see it).
+//! `head`, tells the reader when the payload is there. `tests/loom.rs` checks all of this: it
+//! fails if any of the four stamp accesses above is weakened to relaxed. Building with
+//! `--cfg ctxscope_weak_ordering` weakens the writer's publishing store, so that CI can check
+//! that loom (and Miri) still catch it.
 
 #![allow(unsafe_code)]
 
@@ -97,9 +99,11 @@ mod sync {
 /// The ordering of the writer's store of the ready stamp, which publishes the payload.
 #[cfg(not(ctxscope_weak_ordering))]
 const PUBLISH: Ordering = Ordering::Release;
-/// Deliberately too weak: a mutant for checking that `tests/loom.rs` catches it. Never shipped.
+/// Deliberately too weak: a mutant for checking that loom and Miri catch it.
 #[cfg(ctxscope_weak_ordering)]
 const PUBLISH: Ordering = Ordering::Relaxed;
+#[cfg(all(ctxscope_weak_ordering, not(any(loom, miri))))]
+compile_error!("`ctxscope_weak_ordering` breaks the ring on purpose, for loom and Miri only");
 
 /// The stamp of a slot that is free for the writer of position `pos`.
 const fn free_stamp<const CAP: usize>(pos: u64) -> u64 {
@@ -200,7 +204,7 @@ impl<const CAP: usize> Lane<CAP> {
         Some((pos, event))
     }
 
-    /// Frees the slot at the reader's cursor (which `peek` found ready) for the next lap.
+    /// Frees the slot at the reader's cursor (which `ready` found ready) for the next lap.
     fn consume(&self, pos: u64) {
         let slot = &self.slots[slot_index::<CAP>(pos)];
         // Release: the payload read in `peek` happens before the next writer's write of the slot,
@@ -469,9 +473,9 @@ impl<const LANES: usize, const CAP: usize> Drop for Reader<'_, LANES, CAP> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use std::vec::Vec;
     use crate::event::ExecContext;
     use crate::kind::CallbackKind;
+    use std::vec::Vec;
 
     fn event(cpu: u32, timestamp: u64) -> Event {
         Event::new(
