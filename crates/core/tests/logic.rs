@@ -540,14 +540,17 @@ fn edu_read_is_completed_by_the_interrupt_dpc_with_its_whole_trail() {
         irql: DISPATCH_LEVEL,
         cpu: 2,
     });
-    let mut buffer = vec![0xAAu8; ReadReceipt::SIZE + 16];
+    // The read's system buffer: 8-byte aligned, as the I/O manager allocates it.
+    let mut system_buffer = AlignedBuf::<{ ReadReceipt::SIZE + 16 }>::new();
+    system_buffer.0.fill(0xAA);
+    let buffer = &mut system_buffer.0;
     let completion = driver
         .interrupt_dpc(
             &kernel,
             Some((isr, acknowledge)),
             Some(ReadToComplete {
                 state: &mut state,
-                buffer: &mut buffer,
+                buffer,
             }),
         )
         .expect("the DPC completes the read");
@@ -632,17 +635,17 @@ fn root_read_waits_for_the_timer_which_completes_it_without_an_isr() {
     });
     let (idle_tick, nothing) = driver.timer(&kernel, None);
     assert!(nothing.is_none());
-    let mut buffer = vec![0u8; ReadReceipt::SIZE];
+    let mut buffer = AlignedBuf::<{ ReadReceipt::SIZE }>::new();
     let (tick, completion) = driver.timer(
         &kernel,
         Some(ReadToComplete {
             state: &mut state,
-            buffer: &mut buffer,
+            buffer: &mut buffer.0,
         }),
     );
     assert_eq!(tick.rearm_ms, idle_tick.rearm_ms);
     assert_eq!(completion.unwrap().information, ReadReceipt::SIZE);
-    let receipt = ReadReceipt::decode(&buffer).unwrap();
+    let receipt = ReadReceipt::decode(&buffer.0).unwrap();
     assert_eq!(receipt.completed_by, CompletedBy::TimerDpc);
     assert!(
         receipt.entry(TrailSlot::Isr).is_none(),

@@ -39,6 +39,7 @@ use ctxscope_core::protocol::{
 use ctxscope_core::ring::RingStats;
 use ctxscope_core::{Event, ExecContext, Requestor};
 
+use crate::buffer::SystemBuffer;
 use crate::edu::{BAR0_LEN, EduDevice};
 use crate::kernel::{SimKernel, SimRequest};
 use crate::rng::SimRng;
@@ -361,9 +362,9 @@ struct Irp {
     presented: bool,
     /// Counts toward [`Progress`].
     workload: bool,
-    input: Vec<u8>,
+    input: SystemBuffer,
     input_len: usize,
-    out: Vec<u8>,
+    out: SystemBuffer,
     out_len: usize,
 }
 
@@ -380,9 +381,9 @@ impl Irp {
             queue: None,
             presented: false,
             workload: false,
-            input: Vec::new(),
+            input: SystemBuffer::new(),
             input_len: 0,
-            out: Vec::new(),
+            out: SystemBuffer::new(),
             out_len: 0,
         }
     }
@@ -1610,13 +1611,12 @@ impl<'r> Machine<'r> {
             }
         };
         if irp.out.len() < irp.out_len {
-            irp.out.resize(irp.out_len, 0);
+            irp.out.resize(irp.out_len);
         }
         if irp.input.len() < irp.input_len.max(GetEventsRequest::SIZE) {
             irp.input.resize(
                 irp.input_len
                     .max(ConfigureRequest::SIZE.max(GetEventsRequest::SIZE)),
-                0,
             );
         }
         match op {

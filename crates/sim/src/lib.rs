@@ -46,6 +46,7 @@
 
 #![forbid(unsafe_code)]
 
+mod buffer;
 mod edu;
 mod engine;
 mod kernel;

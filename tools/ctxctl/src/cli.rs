@@ -110,26 +110,55 @@ pub struct SimulateArgs {
     #[command(flatten)]
     pub workload: WorkloadArgs,
     /// Seed of every random choice: the same seed gives the same events.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = SimulateArgs::DEFAULT_SEED)]
     pub seed: u64,
     /// CPUs of the simulated machine (1..=64).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, default_value_t = SimulateArgs::DEFAULT_CPUS, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub cpus: u32,
     /// How the simulated driver is bound.
     #[arg(long, value_enum, default_value_t = SimMode::Edu)]
     pub mode: SimMode,
     /// The driver's timer period, ms (1..=60000).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=60_000))]
+    #[arg(long, default_value_t = SimulateArgs::DEFAULT_TIMER_PERIOD_MS, value_parser = clap::value_parser!(u32).range(1..=60_000))]
     pub timer_period_ms: u32,
     /// Delay from the interrupt-raise register write to the interrupt, µs.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = SimulateArgs::DEFAULT_INTERRUPT_LATENCY_US)]
     pub interrupt_latency_us: u32,
     /// Background threads of other processes competing for the CPUs.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = SimulateArgs::DEFAULT_BACKGROUND)]
     pub background: u32,
     /// Output.
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+impl SimulateArgs {
+    /// Default `--seed`.
+    pub const DEFAULT_SEED: u64 = 1;
+    /// Default `--cpus`.
+    pub const DEFAULT_CPUS: u32 = 4;
+    /// Default `--timer-period-ms`.
+    pub const DEFAULT_TIMER_PERIOD_MS: u32 = 10;
+    /// Default `--interrupt-latency-us`.
+    pub const DEFAULT_INTERRUPT_LATENCY_US: u32 = 50;
+    /// Default `--background`.
+    pub const DEFAULT_BACKGROUND: u32 = 3;
+
+    /// The simulation of what `ctxctl run` would do on Windows: the same workload and output,
+    /// and the simulator's defaults for the machine.
+    #[must_use]
+    pub fn for_run(run: &RunArgs) -> Self {
+        Self {
+            workload: run.workload.clone(),
+            seed: Self::DEFAULT_SEED,
+            cpus: Self::DEFAULT_CPUS,
+            mode: SimMode::Edu,
+            timer_period_ms: run.timer_period_ms.unwrap_or(Self::DEFAULT_TIMER_PERIOD_MS),
+            interrupt_latency_us: Self::DEFAULT_INTERRUPT_LATENCY_US,
+            background: Self::DEFAULT_BACKGROUND,
+            output: run.output.clone(),
+        }
+    }
 }
 
 /// `ctxctl run`.

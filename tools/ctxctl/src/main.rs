@@ -112,10 +112,13 @@ mod platform {
 
     const ONLY_WINDOWS: &str = "the ctxscope driver runs only on Windows";
 
-    pub fn run(_: &RunArgs) -> Result<()> {
-        bail!(
-            "{ONLY_WINDOWS}; on this machine use `ctxctl simulate` (it takes the same workload flags)"
-        )
+    /// There is no driver to drive off Windows: say so, and run the same workload in the
+    /// simulator, so that the README's one command shows the picture on any machine.
+    pub fn run(args: &RunArgs) -> Result<()> {
+        eprintln!(
+            "note: {ONLY_WINDOWS}; simulating the same workload instead (this is `ctxctl simulate`, which also takes --seed, --cpus, --mode)"
+        );
+        crate::sim_exec::execute(&crate::cli::SimulateArgs::for_run(args))
     }
 
     pub fn watch(_: &WatchArgs) -> Result<()> {
