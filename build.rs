@@ -4,10 +4,13 @@
 //! from wdk-build, as in Microsoft's Rust driver samples. Everywhere else the driver's
 //! Windows-only modules are compiled out, so there is nothing to configure.
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    #[cfg(windows)]
+#[cfg(windows)]
+fn main() -> Result<(), wdk_build::ConfigError> {
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("windows") {
         wdk_build::configure_wdk_binary_build()?;
     }
     Ok(())
 }
+
+#[cfg(not(windows))]
+fn main() {}

@@ -1,0 +1,403 @@
+//! The framework device object: its creation in `EvtDriverDeviceAdd`, its context, its Plug and
+//! Play and power callbacks, its device interface, and the `IRP_MJ_CLEANUP` preprocess callback
+//! that captures the thread closing a file object's last handle.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::AtomicBool;
+
+use ctxscope_core::logic::{DeviceSetup, Hardware};
+use ctxscope_core::protocol::DEVICE_INTERFACE_GUID;
+use wdk::nt_success;
+use wdk_sys::{
+    _WDF_DEVICE_IO_TYPE, CM_PARTIAL_RESOURCE_DESCRIPTOR, CmResourceTypeInterrupt,
+    CmResourceTypeMemory, GUID, IRP_MJ_CLEANUP, NTSTATUS, PCM_PARTIAL_RESOURCE_DESCRIPTOR, PIRP,
+    PWDFDEVICE_INIT, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS, UCHAR, ULONG, WDF_NO_HANDLE,
+    WDF_PNPPOWER_EVENT_CALLBACKS, WDF_POWER_DEVICE_STATE, WDFCMRESLIST, WDFDEVICE, WDFREQUEST,
+    WDFSPINLOCK, WDFTIMER, call_unsafe_wdf_function_binding,
+};
+
+use crate::context::{ContextType, object_attributes, wdf_size};
+use crate::kernel::{WdkKernel, irp_thread, thread_requestor};
+use crate::registers::Bar0;
+use crate::{DRIVER, file, interrupt, queue, timer};
+
+/// The device's context. Fields that callbacks running concurrently touch are either written once
+/// before the device can start (`timer`, `pending_lock`), atomic (`timer_running`), guarded by a
+/// lock (`pending_read`), or written only while the framework runs no callback that reads them
+/// (`bar0`, see [`Bar0`]).
+pub struct DeviceContext {
+    /// The one-shot timer (`timer`).
+    pub timer: WDFTIMER,
+    /// Whether the timer may re-arm itself: set in D0 entry, cleared in D0 exit before the timer
+    /// is stopped, so that a tick running during the stop does not arm it again.
+    pub timer_running: AtomicBool,
+    /// The spin lock that guards `pending_read`.
+    pub pending_lock: WDFSPINLOCK,
+    /// The read the driver holds until an interrupt DPC or a timer tick completes it, or null.
+    /// Only accessed with `pending_lock` held (`queue`).
+    pub pending_read: UnsafeCell<WDFREQUEST>,
+    /// BAR0, mapped in `EvtDevicePrepareHardware` and unmapped in `EvtDeviceReleaseHardware`.
+    pub bar0: UnsafeCell<Bar0>,
+}
+
+/// `WDF_DECLARE_CONTEXT_TYPE(DeviceContext)`.
+pub static DEVICE_CONTEXT: ContextType<DeviceContext> =
+    ContextType::new(c"DeviceContext", &raw const DEVICE_CONTEXT);
+
+/// The context of `device`, or `None` if it has none (never, for a device this driver created).
+///
+/// # Safety
+/// `device` must be this driver's device, handed to the calling callback by the framework; the
+/// context lives as long as the device, so the reference must not outlive the callback.
+pub unsafe fn device_context<'a>(device: WDFDEVICE) -> Option<&'a DeviceContext> {
+    // SAFETY: `device` is a valid handle (the caller's contract).
+    let context = unsafe { DEVICE_CONTEXT.get(device.cast()) }?;
+    // SAFETY: `create` initialized the context before `WdfDeviceCreate`'s caller returned, so
+    // before any callback that can reach here; every field mutated afterwards is interior-mutable,
+    // so a shared reference is sound.
+    Some(unsafe { context.as_ref() })
+}
+
+impl DeviceContext {
+    /// A copy of the BAR0 mapping.
+    pub fn bar0(&self) -> Bar0 {
+        // SAFETY: `bar0` is written only by `EvtDevicePrepareHardware` and
+        // `EvtDeviceReleaseHardware`, which the framework never runs concurrently with the
+        // callbacks that read it (see `Bar0`), so this read races with no write.
+        unsafe { self.bar0.get().read() }
+    }
+
+    /// Replaces the BAR0 mapping, returning the previous one.
+    ///
+    /// # Safety
+    /// Only from `EvtDevicePrepareHardware` and `EvtDeviceReleaseHardware` (see `Bar0`).
+    unsafe fn replace_bar0(&self, bar0: Bar0) -> Bar0 {
+        // SAFETY: no callback reads `bar0` concurrently (the caller's contract).
+        unsafe { self.bar0.get().replace(bar0) }
+    }
+}
+
+/// The device interface class as the `GUID` the framework takes.
+const INTERFACE_GUID: GUID = GUID {
+    Data1: DEVICE_INTERFACE_GUID.data1,
+    Data2: DEVICE_INTERFACE_GUID.data2,
+    Data3: DEVICE_INTERFACE_GUID.data3,
+    Data4: DEVICE_INTERFACE_GUID.data4,
+};
+
+/// `IRP_MJ_CLEANUP` as the `UCHAR` major function code.
+#[allow(clippy::cast_possible_truncation, reason = "IRP_MJ_CLEANUP is 0x12")]
+const MAJOR_CLEANUP: UCHAR = IRP_MJ_CLEANUP as UCHAR;
+
+/// Everything `EvtDriverDeviceAdd` does after the logic said how: registers the callbacks on
+/// `device_init`, creates the device, its context, lock, timer and queues, and its device
+/// interface. Called at `PASSIVE_LEVEL`.
+///
+/// Device access is restricted by the INF (`HKR,,Security` in the hardware section: SYSTEM and
+/// Administrators), which Plug and Play applies to every device object of the stack. The driver
+/// does not call `WdfDeviceInitAssignSDDLString`: the function device object is unnamed, and the
+/// framework applies an SDDL string only to a named device object (its documentation requires
+/// `WdfDeviceInitAssignName` or `FILE_AUTOGENERATED_DEVICE_NAME` first).
+///
+/// # Safety
+/// `device_init` must be the `WDFDEVICE_INIT` the framework passed to `EvtDriverDeviceAdd`.
+pub unsafe fn create(mut device_init: PWDFDEVICE_INIT, setup: &DeviceSetup) -> NTSTATUS {
+    let mut pnp_power_callbacks = WDF_PNPPOWER_EVENT_CALLBACKS {
+        Size: wdf_size::<WDF_PNPPOWER_EVENT_CALLBACKS>(),
+        EvtDevicePrepareHardware: Some(evt_device_prepare_hardware),
+        EvtDeviceReleaseHardware: Some(evt_device_release_hardware),
+        EvtDeviceD0Entry: Some(evt_device_d0_entry),
+        EvtDeviceD0Exit: Some(evt_device_d0_exit),
+        ..WDF_PNPPOWER_EVENT_CALLBACKS::default()
+    };
+    // SAFETY: `device_init` is the framework's (the caller's contract); the callbacks structure
+    // is initialized as `WDF_PNPPOWER_EVENT_CALLBACKS_INIT` does and copied by the call.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceInitSetPnpPowerEventCallbacks,
+            device_init,
+            &raw mut pnp_power_callbacks
+        );
+    }
+    // Buffered I/O for reads and writes (the framework's default, stated): the read receipt is
+    // written into the system buffer from a DPC, valid in any thread context.
+    // SAFETY: as above.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceInitSetIoType,
+            device_init,
+            _WDF_DEVICE_IO_TYPE::WdfDeviceIoBuffered
+        );
+    }
+    // SAFETY: as above.
+    unsafe { file::register(device_init) };
+    // SAFETY: as above.
+    unsafe { queue::register(device_init) };
+    // SAFETY: as above; no minor functions, so the minor-function array is null and its count 0.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceInitAssignWdmIrpPreprocessCallback,
+            device_init,
+            Some(evt_device_wdm_irp_preprocess_cleanup),
+            MAJOR_CLEANUP,
+            core::ptr::null_mut(),
+            0
+        )
+    };
+    if !nt_success(status) {
+        return status;
+    }
+
+    let mut attributes = DEVICE_CONTEXT.attributes();
+    let mut device: WDFDEVICE = WDF_NO_HANDLE.cast();
+    // SAFETY: `device_init` is the framework's; `WdfDeviceCreate` takes the address of the
+    // caller's pointer and consumes the structure (on success and failure alike), so it is not
+    // used afterwards. PASSIVE_LEVEL.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceCreate,
+            &raw mut device_init,
+            &raw mut attributes,
+            &raw mut device
+        )
+    };
+    if !nt_success(status) {
+        return status;
+    }
+    // Children of the device, deleted with it.
+    let mut lock_attributes = object_attributes();
+    lock_attributes.ParentObject = device.cast();
+    let mut pending_lock: WDFSPINLOCK = WDF_NO_HANDLE.cast();
+    // SAFETY: valid attributes and output location; `WdfSpinLockCreate` is callable at
+    // `IRQL <= DISPATCH_LEVEL`.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfSpinLockCreate,
+            &raw mut lock_attributes,
+            &raw mut pending_lock
+        )
+    };
+    if !nt_success(status) {
+        return status;
+    }
+    // SAFETY: `device` was just created by this driver.
+    let timer = match unsafe { timer::create(device) } {
+        Ok(timer) => timer,
+        Err(status) => return status,
+    };
+    // SAFETY: `device` was just created with a `DeviceContext`.
+    let Some(context) = (unsafe { DEVICE_CONTEXT.get(device.cast()) }) else {
+        return STATUS_INSUFFICIENT_RESOURCES;
+    };
+    // SAFETY: the framework allocated the context (zeroed) with the device; nothing has read it
+    // yet, and no callback can run before this function returns (the device has not started), so
+    // writing the whole value here is the initialization every later access relies on.
+    unsafe {
+        context.as_ptr().write(DeviceContext {
+            timer,
+            timer_running: AtomicBool::new(false),
+            pending_lock,
+            pending_read: UnsafeCell::new(core::ptr::null_mut()),
+            bar0: UnsafeCell::new(Bar0::UNMAPPED),
+        });
+    }
+    // SAFETY: `device` was just created by this driver; PASSIVE_LEVEL.
+    let status = unsafe { queue::create_queues(device, setup) };
+    if !nt_success(status) {
+        return status;
+    }
+    // SAFETY: `device` is valid; the GUID is a constant that outlives the call; no reference
+    // string. `WdfDeviceCreateDeviceInterface` is called at PASSIVE_LEVEL; the framework enables
+    // the interface when the device starts.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceCreateDeviceInterface,
+            device,
+            &INTERFACE_GUID,
+            core::ptr::null()
+        )
+    }
+}
+
+/// The resources `EvtDevicePrepareHardware` was given, as raw facts.
+struct Resources {
+    /// The translated descriptor of the first memory resource (BAR0).
+    memory: Option<PCM_PARTIAL_RESOURCE_DESCRIPTOR>,
+    /// Index of the first interrupt resource (line or message).
+    interrupt: Option<ULONG>,
+}
+
+/// Walks the translated resource list (`WdfCmResourceListGetCount` and `...GetDescriptor`, both
+/// callable at `IRQL <= DISPATCH_LEVEL`).
+///
+/// # Safety
+/// `translated` must be the translated resource list the framework passed to
+/// `EvtDevicePrepareHardware`.
+unsafe fn find_resources(translated: WDFCMRESLIST) -> Resources {
+    let mut resources = Resources {
+        memory: None,
+        interrupt: None,
+    };
+    // SAFETY: `translated` is the framework's list (the caller's contract).
+    let count = unsafe { call_unsafe_wdf_function_binding!(WdfCmResourceListGetCount, translated) };
+    for index in 0..count {
+        // SAFETY: `index` is below the list's count.
+        let descriptor = unsafe {
+            call_unsafe_wdf_function_binding!(WdfCmResourceListGetDescriptor, translated, index)
+        };
+        if descriptor.is_null() {
+            continue;
+        }
+        // SAFETY: a non-null descriptor of the list, which the framework keeps alive and
+        // unchanged for the whole callback.
+        let descriptor_type = unsafe { (*descriptor).Type };
+        let descriptor_type = u32::from(descriptor_type);
+        if descriptor_type == CmResourceTypeMemory && resources.memory.is_none() {
+            resources.memory = Some(descriptor);
+        } else if descriptor_type == CmResourceTypeInterrupt && resources.interrupt.is_none() {
+            resources.interrupt = Some(index);
+        }
+    }
+    resources
+}
+
+/// `EvtDevicePrepareHardware` (`PASSIVE_LEVEL`, a system thread): maps BAR0 if there is a memory
+/// resource, creates the interrupt object if there is an interrupt resource (KMDF 1.11+: both
+/// descriptors given, so the framework connects exactly that resource), and lets the logic decide
+/// the mode from what was found.
+///
+/// The interrupt is created here rather than in `EvtDriverDeviceAdd` because a root-enumerated
+/// install has no interrupt resource: an object created in `EvtDriverDeviceAdd` would exist but
+/// never connect. Created here, it exists exactly when there is an interrupt, and the framework
+/// deletes it after `EvtDeviceReleaseHardware`.
+extern "C" fn evt_device_prepare_hardware(
+    device: WDFDEVICE,
+    resources_raw: WDFCMRESLIST,
+    resources_translated: WDFCMRESLIST,
+) -> NTSTATUS {
+    let kernel = WdkKernel;
+    // SAFETY: the framework passes this driver's device.
+    let Some(context) = (unsafe { device_context(device) }) else {
+        return STATUS_INSUFFICIENT_RESOURCES;
+    };
+    // SAFETY: the framework's translated list for this callback.
+    let resources = unsafe { find_resources(resources_translated) };
+    if let Some(index) = resources.interrupt {
+        // SAFETY: `device` is this driver's, the lists are the framework's for this callback, and
+        // `index` is an interrupt resource of the translated list (the raw list has the same
+        // order).
+        let status =
+            unsafe { interrupt::create(device, resources_raw, resources_translated, index) };
+        if !nt_success(status) {
+            return status;
+        }
+    }
+    let mut bar0 = Bar0::UNMAPPED;
+    if let Some(descriptor) = resources.memory {
+        // SAFETY: a descriptor of the list, alive for the whole callback.
+        let descriptor: &CM_PARTIAL_RESOURCE_DESCRIPTOR = unsafe { &*descriptor };
+        // SAFETY: the descriptor's `Type` is `CmResourceTypeMemory`, so `u.Memory` is the member
+        // the PnP manager wrote.
+        let memory = unsafe { descriptor.u.Memory };
+        // SAFETY: a translated memory resource assigned to this device; PASSIVE_LEVEL.
+        match unsafe { Bar0::map(memory.Start, memory.Length) } {
+            Some(mapped) => bar0 = mapped,
+            None => return STATUS_INSUFFICIENT_RESOURCES,
+        }
+        // SAFETY: this is `EvtDevicePrepareHardware`.
+        let _ = unsafe { context.replace_bar0(bar0) };
+    }
+    let mut registers = bar0;
+    let hardware = if bar0.is_mapped() {
+        Hardware::Edu {
+            registers: &mut registers,
+            bar0_len: bar0.length(),
+            has_interrupt: resources.interrupt.is_some(),
+        }
+    } else {
+        Hardware::None
+    };
+    match DRIVER.prepare_hardware(&kernel, hardware) {
+        Ok(_mode) => STATUS_SUCCESS,
+        Err(status) => {
+            // The device will not start: give the mapping back now rather than rely on
+            // `EvtDeviceReleaseHardware` running after a failed prepare.
+            // SAFETY: this is `EvtDevicePrepareHardware`; the interrupt is not connected.
+            let mapped = unsafe { context.replace_bar0(Bar0::UNMAPPED) };
+            // SAFETY: no copy of the mapping is used after this: the device does not start.
+            unsafe { mapped.unmap() };
+            status
+        }
+    }
+}
+
+/// `EvtDeviceReleaseHardware` (`PASSIVE_LEVEL`): records, then unmaps BAR0. The framework has
+/// already disconnected the interrupt (its DPC has run down with it) and D0 exit stopped the timer
+/// with a wait, so nothing uses the mapping any more.
+extern "C" fn evt_device_release_hardware(
+    device: WDFDEVICE,
+    _resources_translated: WDFCMRESLIST,
+) -> NTSTATUS {
+    let kernel = WdkKernel;
+    DRIVER.release_hardware(&kernel);
+    // SAFETY: the framework passes this driver's device.
+    if let Some(context) = unsafe { device_context(device) } {
+        // SAFETY: this is `EvtDeviceReleaseHardware`.
+        let mapped = unsafe { context.replace_bar0(Bar0::UNMAPPED) };
+        // SAFETY: the interrupt is disconnected and the queues are stopped, so no copy of the
+        // mapping is used after this.
+        unsafe { mapped.unmap() };
+    }
+    STATUS_SUCCESS
+}
+
+/// The power state as the `u32` the logic records.
+fn power_state(state: WDF_POWER_DEVICE_STATE) -> u32 {
+    u32::try_from(state).unwrap_or(u32::MAX)
+}
+
+/// `EvtDeviceD0Entry` (`PASSIVE_LEVEL`): records, then starts the timer for the period the logic
+/// returns.
+extern "C" fn evt_device_d0_entry(
+    device: WDFDEVICE,
+    previous_state: WDF_POWER_DEVICE_STATE,
+) -> NTSTATUS {
+    let kernel = WdkKernel;
+    let decision = DRIVER.d0_entry(&kernel, power_state(previous_state));
+    // SAFETY: the framework passes this driver's device.
+    if let Some(context) = unsafe { device_context(device) } {
+        timer::start(context, decision.rearm_ms);
+    }
+    STATUS_SUCCESS
+}
+
+/// `EvtDeviceD0Exit` (`PASSIVE_LEVEL`): records, then stops the timer and waits for a running tick,
+/// so that no tick runs outside D0.
+extern "C" fn evt_device_d0_exit(
+    device: WDFDEVICE,
+    target_state: WDF_POWER_DEVICE_STATE,
+) -> NTSTATUS {
+    let kernel = WdkKernel;
+    DRIVER.d0_exit(&kernel, power_state(target_state));
+    // SAFETY: the framework passes this driver's device.
+    if let Some(context) = unsafe { device_context(device) } {
+        timer::stop(context);
+    }
+    STATUS_SUCCESS
+}
+
+/// The `IRP_MJ_CLEANUP` preprocess callback (`PASSIVE_LEVEL`, the thread closing the last handle):
+/// captures that thread from the IRP for `EvtFileCleanup`, then hands the IRP back to the
+/// framework, which calls `EvtFileCleanup`.
+extern "C" fn evt_device_wdm_irp_preprocess_cleanup(device: WDFDEVICE, irp: PIRP) -> NTSTATUS {
+    // SAFETY: the framework passes the live cleanup IRP it is dispatching to this driver.
+    let closer = unsafe { irp_thread(irp) }.map(|thread| {
+        // SAFETY: the thread is referenced by the live IRP.
+        unsafe { thread_requestor(thread) }
+    });
+    // SAFETY: `device` is this driver's and `irp` the live cleanup IRP.
+    unsafe { file::remember_closer(device, irp, closer) };
+    // SAFETY: a preprocess callback must hand the IRP it was given back to the framework, once;
+    // `WdfDeviceWdmDispatchPreprocessedIrp` takes ownership of it (PASSIVE_LEVEL here).
+    unsafe { call_unsafe_wdf_function_binding!(WdfDeviceWdmDispatchPreprocessedIrp, device, irp) }
+}
