@@ -282,6 +282,8 @@ extern "C" fn evt_device_prepare_hardware(
     };
     // SAFETY: the framework's translated list for this callback.
     let resources = unsafe { find_resources(resources_translated) };
+    // What the glue could not do with the resources, if anything: the logic records and refuses.
+    let mut unusable: Option<(&'static str, NTSTATUS)> = None;
     if let Some(index) = resources.interrupt {
         // SAFETY: `device` is this driver's, the lists are the framework's for this callback, and
         // `index` is an interrupt resource of the translated list (the raw list has the same
@@ -289,11 +291,11 @@ extern "C" fn evt_device_prepare_hardware(
         let status =
             unsafe { interrupt::create(device, resources_raw, resources_translated, index) };
         if !nt_success(status) {
-            return status;
+            unusable = Some(("creating the interrupt object failed", status));
         }
     }
     let mut bar0 = Bar0::UNMAPPED;
-    if let Some(descriptor) = resources.memory {
+    if let (None, Some(descriptor)) = (unusable, resources.memory) {
         // SAFETY: a descriptor of the list, alive for the whole callback.
         let descriptor: &CM_PARTIAL_RESOURCE_DESCRIPTOR = unsafe { &*descriptor };
         // SAFETY: the descriptor's `Type` is `CmResourceTypeMemory`, so `u.Memory` is the member
@@ -301,14 +303,18 @@ extern "C" fn evt_device_prepare_hardware(
         let memory = unsafe { descriptor.u.Memory };
         // SAFETY: a translated memory resource assigned to this device; PASSIVE_LEVEL.
         match unsafe { Bar0::map(memory.Start, memory.Length) } {
-            Some(mapped) => bar0 = mapped,
-            None => return STATUS_INSUFFICIENT_RESOURCES,
+            Some(mapped) => {
+                bar0 = mapped;
+                // SAFETY: this is `EvtDevicePrepareHardware`.
+                let _ = unsafe { context.replace_bar0(bar0) };
+            }
+            None => unusable = Some(("mapping BAR0 failed", STATUS_INSUFFICIENT_RESOURCES)),
         }
-        // SAFETY: this is `EvtDevicePrepareHardware`.
-        let _ = unsafe { context.replace_bar0(bar0) };
     }
     let mut registers = bar0;
-    let hardware = if bar0.is_mapped() {
+    let hardware = if let Some((what, status)) = unusable {
+        Hardware::Unusable { what, status }
+    } else if bar0.is_mapped() {
         Hardware::Edu {
             registers: &mut registers,
             bar0_len: bar0.length(),

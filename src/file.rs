@@ -160,10 +160,7 @@ extern "C" fn evt_file_cleanup(file_object: WDFFILEOBJECT) {
     // SAFETY: the preprocess callback wrote `closer` earlier in this thread; nothing else
     // touches it now (see `FileContext`).
     let closer = unsafe { context.closer.get().read() };
-    let mut file = context.opened;
-    DRIVER.file_cleanup(&kernel, &mut file, closer);
-    // SAFETY: as above.
-    unsafe { context.closer.get().write(file.closer) };
+    DRIVER.file_cleanup(&kernel, &context.opened, closer);
 }
 
 /// `EvtFileClose` (`PASSIVE_LEVEL`, an arbitrary thread): records with the thread that closed the
@@ -176,9 +173,5 @@ extern "C" fn evt_file_close(file_object: WDFFILEOBJECT) {
     };
     // SAFETY: `EvtFileCleanup` wrote `closer` before the framework called this callback.
     let closer = unsafe { context.closer.get().read() };
-    let file = FileState {
-        closer,
-        ..context.opened
-    };
-    DRIVER.file_close(&kernel, &file);
+    DRIVER.file_close(&kernel, &context.opened, closer);
 }

@@ -129,17 +129,12 @@ impl Kernel for WdkKernel {
         })
     }
 
-    fn log(&self, line: &str) {
-        // The logic formats into a `LineBuf`, so a line never exceeds its capacity; copying into
-        // a NUL-terminated buffer of the same size cuts nothing. The copy exists only because the
-        // trait passes `&str` (see the report: `log(&LineBuf)` would pass `as_cstr_bytes`).
-        let mut text = [0_u8; LineBuf::CAPACITY];
-        let length = line.len().min(LineBuf::CAPACITY - 1);
-        text[..length].copy_from_slice(&line.as_bytes()[..length]);
-        // SAFETY: the format is the constant "%s", so nothing in the line is interpreted; the
-        // argument is NUL-terminated (`text[length]` is 0) and outlives the call. `DbgPrintEx` is
-        // callable at `IRQL <= DIRQL` when, as here, no Unicode conversion is used, and copies at
-        // most 512 bytes (a line is at most `LineBuf::CAPACITY`).
+    fn log(&self, line: &LineBuf) {
+        let text = line.as_cstr_bytes();
+        // SAFETY: the format is the constant "%s", so nothing in the line is interpreted; `text`
+        // is the line with its terminating NUL (`LineBuf::as_cstr_bytes`) and outlives the call.
+        // `DbgPrintEx` is callable at `IRQL <= DIRQL` when, as here, no Unicode conversion is
+        // used, and prints at most 512 bytes (a line is at most `LineBuf::CAPACITY`, 288).
         unsafe {
             DbgPrintEx(
                 COMPONENT_IHVDRIVER,

@@ -24,7 +24,8 @@ use core::cell::UnsafeCell;
 use ctxscope_core::logic::DeviceRegisters;
 use ctxscope_core::logic::{
     BufferedInput, CallerDecision, Completion, FileState, IoKind, MAX_BUFFERED_INPUT,
-    NeitherBuffers, QueueDispatch, ReadDecision, ReadToComplete, RequestState, edu,
+    NeitherBuffers, QueueDispatch, ReadDecision, ReadToComplete, RequestState, UserMemory,
+    UserMemoryMut, edu,
 };
 use ctxscope_core::protocol::AlignedBuf;
 use wdk::nt_success;
@@ -399,7 +400,6 @@ extern "C" fn evt_io_in_caller_context(device: WDFDEVICE, request: WDFREQUEST) {
         FileState {
             id: 0,
             opener: None,
-            closer: None,
         },
         |context| context.opened,
     );
@@ -738,28 +738,76 @@ unsafe fn buffered_output<'a>(request: WDFREQUEST) -> &'a mut [u8] {
     unsafe { core::slice::from_raw_parts_mut(buffer.cast::<u8>(), length) }
 }
 
-/// The system-space buffer of a memory object locked in the caller's context
-/// (`WdfMemoryGetBuffer`, any IRQL), or `None` for a null handle.
-///
-/// # Safety
-/// `memory` must be null or a memory object of a request the caller owns; the slice must not
-/// outlive the request, nor alias another live slice of the same object.
-unsafe fn locked_buffer<'a>(memory: WDFMEMORY) -> Option<&'a mut [u8]> {
-    if memory.is_null() {
-        return None;
+/// The system-space mapping of user pages locked in the caller's context (`WdfMemoryGetBuffer`
+/// on the `WDFMEMORY` from `WdfRequestProbeAndLockUserBufferFor...`). The pages stay shared with
+/// the user process, whose threads may change them at any time, so no Rust reference to them is
+/// ever made: every access is one volatile byte read or write through the raw pointer.
+struct LockedUserBuffer {
+    base: *mut u8,
+    length: usize,
+}
+
+impl LockedUserBuffer {
+    /// The mapping of `memory`, or `None` for a null handle or a null buffer.
+    ///
+    /// # Safety
+    /// `memory` must be null or a memory object locked in caller context for a request the caller
+    /// owns; the value must not be used after the request completes (the framework unlocks the
+    /// pages then).
+    unsafe fn of(memory: WDFMEMORY) -> Option<Self> {
+        if memory.is_null() {
+            return None;
+        }
+        let mut length: usize = 0;
+        // SAFETY: a memory object of the request (the caller's contract); `WdfMemoryGetBuffer` is
+        // callable at any IRQL and returns the buffer with its size.
+        let base = unsafe {
+            call_unsafe_wdf_function_binding!(WdfMemoryGetBuffer, memory, &raw mut length)
+        };
+        if base.is_null() {
+            return None;
+        }
+        Some(Self {
+            base: base.cast::<u8>(),
+            length,
+        })
     }
-    let mut size: usize = 0;
-    // SAFETY: a memory object of the request (the caller's contract).
-    let buffer =
-        unsafe { call_unsafe_wdf_function_binding!(WdfMemoryGetBuffer, memory, &raw mut size) };
-    if buffer.is_null() {
-        return None;
+}
+
+impl UserMemory for LockedUserBuffer {
+    fn len(&self) -> usize {
+        self.length
     }
-    // SAFETY: the system-space mapping of the locked user buffer, `size` bytes, locked until the
-    // request completes. The pages stay shared with the user process, which may change them; the
-    // logic reads each input byte once and only writes the output, so a concurrent change yields
-    // a different checksum, never a different control flow.
-    Some(unsafe { core::slice::from_raw_parts_mut(buffer.cast::<u8>(), size) })
+
+    fn read(&self, offset: usize) -> u8 {
+        if offset >= self.length {
+            return 0;
+        }
+        // SAFETY: `offset` is below `length`, so the result stays inside the buffer.
+        let byte = unsafe { self.base.add(offset) };
+        // SAFETY: `byte` is inside the locked, system-mapped buffer, valid until the request
+        // completes (see `LockedUserBuffer::of`); a volatile read copes with the user process
+        // changing the byte concurrently.
+        unsafe { byte.read_volatile() }
+    }
+}
+
+impl UserMemoryMut for LockedUserBuffer {
+    fn write(&mut self, offset: usize, bytes: &[u8]) {
+        for (index, &byte) in bytes.iter().enumerate() {
+            let at = offset + index;
+            if at >= self.length {
+                return;
+            }
+            // SAFETY: `at` is below `length` (checked above), so the result stays inside the
+            // buffer.
+            let target = unsafe { self.base.add(at) };
+            // SAFETY: `target` is inside the locked, system-mapped buffer, locked for write access
+            // by `WdfRequestProbeAndLockUserBufferForWrite` and valid until the request completes;
+            // a volatile write, as the user process may read the byte concurrently.
+            unsafe { target.write_volatile(byte) };
+        }
+    }
 }
 
 /// `EvtIoDeviceControl` on the sequential control queue (`IRQL <= DISPATCH_LEVEL`): hands the
@@ -782,12 +830,19 @@ extern "C" fn evt_io_device_control(
     // SAFETY: the callback owns the request; no other reference to its state is live.
     let state: &RequestState = unsafe { context.state() };
     let completion = if state.neither_locked {
-        // SAFETY: memory objects of this request, each mapped once here.
-        let input = unsafe { locked_buffer(context.input_memory) };
+        // SAFETY: memory objects of this request, locked in caller context; used only until the
+        // request is completed below.
+        let input = unsafe { LockedUserBuffer::of(context.input_memory) };
         // SAFETY: as above.
-        let output = unsafe { locked_buffer(context.output_memory) };
-        let neither = output.map(|output| NeitherBuffers {
-            input: input.map_or(&[][..], |input| &*input),
+        let output = unsafe { LockedUserBuffer::of(context.output_memory) };
+        let no_input = LockedUserBuffer {
+            base: core::ptr::null_mut(),
+            length: 0,
+        };
+        let input = input.unwrap_or(no_input);
+        let mut output = output;
+        let neither = output.as_mut().map(|output| NeitherBuffers {
+            input: &input,
             output,
         });
         DRIVER.io_device_control(

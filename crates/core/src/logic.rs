@@ -28,9 +28,9 @@ use crate::event::{Event, ExecContext, Requestor};
 use crate::kind::CallbackKind;
 use crate::logline::{self, LineBuf};
 use crate::protocol::{
-    CompletedBy, ConfigureRequest, DriverCounters, DriverVersion, EventsReplyHeader,
+    AlignedBuf, CompletedBy, ConfigureRequest, DriverCounters, DriverVersion, EventsReplyHeader,
     GetEventsReply, GetEventsRequest, InfoReply, Ioctl, LogLevel, Mode, NeitherDemoReply,
-    ReadReceipt, ResetReply, TrailEntry, TrailSlot, checksum, events_reply_capacity,
+    ReadReceipt, ResetReply, TrailEntry, TrailSlot, checksum_of, events_reply_capacity,
 };
 use crate::ring::EventRing;
 
@@ -75,6 +75,9 @@ pub const DEFAULT_LOG_LEVEL: LogLevel = LogLevel::Every;
 pub const MAX_BUFFERED_INPUT: usize = 64;
 /// Largest input buffer the `METHOD_NEITHER` demonstration probes and locks.
 pub const MAX_NEITHER_INPUT: usize = 4096;
+/// Largest output buffer the `METHOD_NEITHER` demonstration probes and locks (it writes 32 bytes
+/// and zeroes the rest, so there is no reason to lock more).
+pub const MAX_NEITHER_OUTPUT: usize = 4096;
 
 /// The kernel services the callback logic needs. The driver implements it with wdk-sys, the
 /// simulator with its model of the machine.
@@ -93,9 +96,10 @@ pub trait Kernel {
     /// The thread that issued `request` (the IRP's `Tail.Overlay.Thread` and its process), if the
     /// request came with one.
     fn requestor(&self, request: Self::Request) -> Option<Requestor>;
-    /// Prints one log line (`DbgPrintEx(DPFLTR_IHVDRIVER_ID, ...)` in the driver). `line` is
-    /// ASCII and ends with a newline.
-    fn log(&self, line: &str);
+    /// Prints one log line (`DbgPrintEx(DPFLTR_IHVDRIVER_ID, level, "%s", line)` in the driver,
+    /// with [`LineBuf::as_cstr_bytes`]). The line is ASCII, ends with a newline, and is
+    /// NUL-terminated in its buffer.
+    fn log(&self, line: &LineBuf);
 }
 
 /// 32-bit access to the edu device's BAR0 registers.
@@ -153,8 +157,6 @@ pub struct DeviceSetup {
     /// The device-control queue: sequential, so that the event ring's single reader is never
     /// contended by two `GetEvents` at once.
     pub control_queue: QueueDispatch,
-    /// The first timer period.
-    pub timer_period_ms: u32,
 }
 
 /// The hardware `EvtDevicePrepareHardware` found in its resource lists.
@@ -162,6 +164,14 @@ pub struct DeviceSetup {
 pub enum Hardware<'a, R> {
     /// No memory or interrupt resource: a root-enumerated device.
     None,
+    /// Resources were found but the glue could not use them (mapping BAR0 or creating the
+    /// interrupt object failed): the device fails to start with `status`.
+    Unusable {
+        /// What failed, for the note line.
+        what: &'static str,
+        /// The status of the failed call.
+        status: i32,
+    },
     /// A memory resource, mapped by the glue, and whether an interrupt resource came with it.
     Edu {
         /// Access to the mapped BAR0.
@@ -309,15 +319,16 @@ pub struct RequestState {
     pub neither_locked: bool,
 }
 
-/// Per-file-object state the glue keeps in the file object's context.
+/// Per-file-object state the glue keeps in the file object's context. Set once by
+/// `EvtDeviceFileCreate` and only read afterwards, so requests still in flight when the last
+/// handle closes can read it while cleanup runs; the thread that closed the handle is kept apart
+/// by the glue and passed to [`Driver::file_cleanup`] and [`Driver::file_close`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileState {
     /// The file object's identifier in events.
     pub id: u64,
     /// The thread that opened it.
     pub opener: Option<Requestor>,
-    /// The thread that closed its last handle (the cleanup IRP's thread), once known.
-    pub closer: Option<Requestor>,
 }
 
 /// A pending read handed to the callback that completes it. The glue has already taken it out of
@@ -340,14 +351,76 @@ pub enum BufferedInput<'a> {
     TooLong(usize),
 }
 
-/// The `METHOD_NEITHER` buffers locked in caller context, mapped to system addresses
-/// (`WdfMemoryGetBuffer` on the locked `WDFMEMORY`).
+/// User pages probed and locked in caller context and mapped to system space
+/// (`WdfMemoryGetBuffer` on the locked `WDFMEMORY`). The user process can change them at any
+/// moment, from any of its threads, so the driver never makes a Rust slice of them: the glue
+/// reads and writes them one volatile access at a time, and the logic reads each byte once.
+pub trait UserMemory {
+    /// Length in bytes.
+    fn len(&self) -> usize;
+    /// Whether the buffer has no bytes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The byte at `offset` (below `len()`), as it is now.
+    fn read(&self, offset: usize) -> u8;
+}
+
+/// Locked user memory the driver may write.
+pub trait UserMemoryMut: UserMemory {
+    /// Writes `bytes` at `offset` (`offset + bytes.len()` at most `len()`).
+    fn write(&mut self, offset: usize, bytes: &[u8]);
+}
+
+/// Bytes no one else can see or change (the simulator's buffers, tests): plain memory.
 #[derive(Debug)]
+pub struct PrivateBytes<'a>(pub &'a [u8]);
+
+/// Writable bytes no one else can see or change.
+#[derive(Debug)]
+pub struct PrivateBytesMut<'a>(pub &'a mut [u8]);
+
+impl UserMemory for PrivateBytes<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn read(&self, offset: usize) -> u8 {
+        self.0[offset]
+    }
+}
+
+impl UserMemory for PrivateBytesMut<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn read(&self, offset: usize) -> u8 {
+        self.0[offset]
+    }
+}
+
+impl UserMemoryMut for PrivateBytesMut<'_> {
+    fn write(&mut self, offset: usize, bytes: &[u8]) {
+        self.0[offset..offset + bytes.len()].copy_from_slice(bytes);
+    }
+}
+
+/// The `METHOD_NEITHER` buffers locked in caller context.
 pub struct NeitherBuffers<'a> {
     /// The locked input (empty if there was none).
-    pub input: &'a [u8],
+    pub input: &'a dyn UserMemory,
     /// The locked output.
-    pub output: &'a mut [u8],
+    pub output: &'a mut dyn UserMemoryMut,
+}
+
+impl core::fmt::Debug for NeitherBuffers<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("NeitherBuffers")
+            .field("input_len", &self.input.len())
+            .field("output_len", &self.output.len())
+            .finish()
+    }
 }
 
 /// Driver-wide state: the event ring, the configuration and the counters. The driver keeps one in
@@ -492,7 +565,8 @@ impl<'ring> Driver<'ring> {
             event.seq = recorded.seq;
             if self.log_level().logs_event(event.kind) {
                 let mut line = LineBuf::new();
-                kernel.log(logline::format_event(&event, &mut line));
+                logline::format_event(&event, &mut line);
+                kernel.log(&line);
                 self.log_lines_printed.fetch_add(1, Ordering::Relaxed);
             } else {
                 self.log_lines_suppressed.fetch_add(1, Ordering::Relaxed);
@@ -509,7 +583,8 @@ impl<'ring> Driver<'ring> {
             return;
         }
         let mut line = LineBuf::new();
-        kernel.log(logline::format_note(what, status, &mut line));
+        logline::format_note(what, status, &mut line);
+        kernel.log(&line);
         self.log_lines_printed.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -535,7 +610,6 @@ impl<'ring> Driver<'ring> {
             read_queue: QueueDispatch::Sequential,
             write_queue: QueueDispatch::Parallel,
             control_queue: QueueDispatch::Sequential,
-            timer_period_ms: self.timer_period_ms(),
         }
     }
 
@@ -554,6 +628,7 @@ impl<'ring> Driver<'ring> {
         let event = Self::observe(kernel, CallbackKind::EvtDevicePrepareHardware);
         let outcome = match hardware {
             Hardware::None => Ok(Mode::Root),
+            Hardware::Unusable { what, status } => Err((what, status)),
             Hardware::Edu {
                 registers,
                 bar0_len,
@@ -648,7 +723,6 @@ impl<'ring> Driver<'ring> {
         let file = FileState {
             id: self.next_file_id.fetch_add(1, Ordering::Relaxed),
             opener: requestor,
-            closer: None,
         };
         let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
         let event = Self::observe(kernel, CallbackKind::EvtDeviceFileCreate)
@@ -666,26 +740,21 @@ impl<'ring> Driver<'ring> {
     }
 
     /// `EvtFileCleanup`. `closer` is the thread of the cleanup IRP (captured by the glue's
-    /// `IRP_MJ_CLEANUP` preprocess callback from `Irp->Tail.Overlay.Thread`), which
-    /// is remembered for `EvtFileClose`.
-    pub fn file_cleanup<K: Kernel>(
-        &self,
-        kernel: &K,
-        file: &mut FileState,
-        closer: Option<Requestor>,
-    ) {
-        file.closer = closer;
+    /// `IRP_MJ_CLEANUP` preprocess callback from `Irp->Tail.Overlay.Thread`); the glue keeps it
+    /// for `EvtFileClose`.
+    pub fn file_cleanup<K: Kernel>(&self, kernel: &K, file: &FileState, closer: Option<Requestor>) {
         let event = Self::observe(kernel, CallbackKind::EvtFileCleanup)
             .with_requestor(closer)
             .with_ids(0, file.id);
         self.record(kernel, event);
     }
 
-    /// `EvtFileClose`: records with the thread that closed the last handle as requestor, so the
-    /// report shows when the close ran elsewhere (the last reference went in a completing DPC).
-    pub fn file_close<K: Kernel>(&self, kernel: &K, file: &FileState) {
+    /// `EvtFileClose`: records with the thread that closed the last handle (`closer`, as given
+    /// to [`Driver::file_cleanup`]) as requestor, so the report shows when the close ran
+    /// elsewhere (the last reference went when outstanding I/O completed).
+    pub fn file_close<K: Kernel>(&self, kernel: &K, file: &FileState, closer: Option<Requestor>) {
         let event = Self::observe(kernel, CallbackKind::EvtFileClose)
-            .with_requestor(file.closer)
+            .with_requestor(closer)
             .with_ids(0, file.id);
         self.record(kernel, event);
     }
@@ -722,7 +791,7 @@ impl<'ring> Driver<'ring> {
             } if Ioctl::from_code(code) == Some(Ioctl::NeitherDemo) => {
                 if output_length < NeitherDemoReply::SIZE {
                     CallerDecision::Complete(Completion::failed(STATUS_BUFFER_TOO_SMALL))
-                } else if input_length > MAX_NEITHER_INPUT {
+                } else if input_length > MAX_NEITHER_INPUT || output_length > MAX_NEITHER_OUTPUT {
                     CallerDecision::Complete(Completion::failed(STATUS_INVALID_PARAMETER))
                 } else {
                     CallerDecision::ProbeAndLock {
@@ -1056,6 +1125,11 @@ impl<'ring> Driver<'ring> {
         buffers: NeitherBuffers<'_>,
     ) -> Completion {
         let NeitherBuffers { input, output } = buffers;
+        if input.len() > MAX_NEITHER_INPUT || output.len() > MAX_NEITHER_OUTPUT {
+            // Locked in caller context after the same checks; different lengths now mean the glue
+            // handed over something else.
+            return Completion::failed(STATUS_INVALID_DEVICE_REQUEST);
+        }
         let locked_by = state.trail[TrailSlot::InCallerContext as usize];
         let reply = NeitherDemoReply {
             locked_by_pid: locked_by.pid,
@@ -1063,15 +1137,28 @@ impl<'ring> Driver<'ring> {
             filled_by_pid: event.pid,
             filled_by_tid: event.tid,
             input_len: input.len() as u32,
-            input_checksum: checksum(input),
+            input_checksum: checksum_of((0..input.len()).map(|offset| input.read(offset))),
         };
-        output.fill(0);
-        match reply.encode(output) {
-            Ok(size) => Completion {
-                status: STATUS_SUCCESS,
-                information: size,
-            },
-            Err(error) => Completion::failed(error.ntstatus()),
+        let mut encoded = AlignedBuf::<{ NeitherDemoReply::SIZE }>::new();
+        let size = match reply.encode(&mut encoded.0) {
+            Ok(size) => size,
+            Err(error) => return Completion::failed(error.ntstatus()),
+        };
+        if output.len() < size {
+            return Completion::failed(STATUS_BUFFER_TOO_SMALL);
+        }
+        // Zero the whole output, then write the reply: the caller sees nothing stale.
+        let zeros = [0u8; 64];
+        let mut offset = 0;
+        while offset < output.len() {
+            let chunk = (output.len() - offset).min(zeros.len());
+            output.write(offset, &zeros[..chunk]);
+            offset += chunk;
+        }
+        output.write(0, &encoded.0[..size]);
+        Completion {
+            status: STATUS_SUCCESS,
+            information: size,
         }
     }
 }

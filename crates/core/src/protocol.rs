@@ -1897,7 +1897,13 @@ fixed_message_api!(ReadReceipt);
 /// The checksum [`NeitherDemoReply::input_checksum`] carries: 32-bit FNV-1a over the bytes.
 #[must_use]
 pub fn checksum(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811C_9DC5_u32, |hash, &byte| {
+    checksum_of(bytes.iter().copied())
+}
+
+/// [`checksum`] over bytes read one at a time (the driver reads locked user memory byte by byte).
+#[must_use]
+pub fn checksum_of(bytes: impl IntoIterator<Item = u8>) -> u32 {
+    bytes.into_iter().fold(0x811C_9DC5_u32, |hash, byte| {
         (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
     })
 }

@@ -16,10 +16,10 @@ use ctxscope_core::logic::status::{
 };
 use ctxscope_core::logic::{
     BufferedInput, CallerDecision, DeviceRegisters, Driver, DriverRing, FileState, Hardware,
-    IoKind, IsrDecision, Kernel, NeitherBuffers, QueueDispatch, ReadDecision, ReadToComplete,
-    RequestState, edu,
+    IoKind, IsrDecision, Kernel, NeitherBuffers, PrivateBytes, PrivateBytesMut, QueueDispatch,
+    ReadDecision, ReadToComplete, RequestState, edu,
 };
-use ctxscope_core::logline::parse_line;
+use ctxscope_core::logline::{LineBuf, parse_line};
 use ctxscope_core::protocol::{
     AlignedBuf, CompletedBy, ConfigureRequest, GetEventsReply, GetEventsRequest, InfoReply, Ioctl,
     LogLevel, Mode, NeitherDemoReply, ReadReceipt, ResetReply, TrailSlot, checksum,
@@ -86,8 +86,13 @@ impl Kernel for TestKernel {
         self.requestors.borrow().get(&request).copied()
     }
 
-    fn log(&self, line: &str) {
-        self.lines.borrow_mut().push(line.to_owned());
+    fn log(&self, line: &LineBuf) {
+        assert_eq!(
+            line.as_cstr_bytes().last(),
+            Some(&0),
+            "NUL-terminated for DbgPrintEx"
+        );
+        self.lines.borrow_mut().push(line.as_str().to_owned());
     }
 }
 
@@ -265,6 +270,7 @@ fn start_up_runs_in_system_threads_and_sets_up_the_queues() {
 
 #[test]
 fn prepare_hardware_accepts_only_a_real_edu_device() {
+    const STATUS_INSUFFICIENT_RESOURCES: i32 = 0xC000_009A_u32.cast_signed();
     let ring = new_ring();
     let kernel = TestKernel::new();
     let driver = Driver::new(&ring);
@@ -324,11 +330,27 @@ fn prepare_hardware_accepts_only_a_real_edu_device() {
         assert!(note.contains("status=0xc0000182"), "{what}: {note}");
         assert_eq!(parse_line(&note), Ok(None), "notes are not events");
     }
+    // The glue could not map BAR0 or create the interrupt: recorded and refused all the same.
+    let outcome = driver.prepare_hardware::<_, FakeEdu>(
+        &kernel,
+        Hardware::Unusable {
+            what: "mapping BAR0 failed",
+            status: STATUS_INSUFFICIENT_RESOURCES,
+        },
+    );
+    assert_eq!(outcome, Err(STATUS_INSUFFICIENT_RESOURCES));
+    assert!(
+        kernel
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("ctxscope-note: mapping BAR0 failed status=0xc000009a")
+    );
     let failures: Vec<_> = drain(&driver)
         .into_iter()
         .filter(|e| e.kind == CallbackKind::EvtDevicePrepareHardware && e.detail >> 32 == 1)
         .collect();
-    assert_eq!(failures.len(), 4);
+    assert_eq!(failures.len(), 5);
     assert_eq!(
         failures[0].detail & 0xffff_ffff,
         u64::from(STATUS_DEVICE_CONFIGURATION_ERROR.cast_unsigned())
@@ -341,7 +363,7 @@ fn file_callbacks_carry_opener_and_closer() {
     let kernel = TestKernel::new();
     let driver = started(&ring, &kernel, Mode::Root);
 
-    let mut file = open_file(&driver, &kernel, APP_TID);
+    let file = open_file(&driver, &kernel, APP_TID);
     let second = open_file(&driver, &kernel, OTHER_TID);
     assert_ne!(file.id, second.id);
     assert_eq!(
@@ -354,16 +376,13 @@ fn file_callbacks_carry_opener_and_closer() {
 
     // The last handle is closed by another thread of the app; the close runs later in a DPC.
     kernel.run_in(app_thread(OTHER_TID));
-    driver.file_cleanup(
-        &kernel,
-        &mut file,
-        Some(Requestor {
-            pid: APP_PID,
-            tid: OTHER_TID,
-        }),
-    );
+    let closer = Some(Requestor {
+        pid: APP_PID,
+        tid: OTHER_TID,
+    });
+    driver.file_cleanup(&kernel, &file, closer);
     kernel.run_in(dpc_in_idle(3));
-    driver.file_close(&kernel, &file);
+    driver.file_close(&kernel, &file, closer);
 
     let events = drain(&driver);
     let create = &events[0];
@@ -442,6 +461,13 @@ fn in_caller_context_identifies_the_request_and_decides() {
             STATUS_INVALID_PARAMETER
         ))
     );
+    let (_, huge_output) = driver.in_caller_context(&kernel, request, &file, neither(4, 1 << 20));
+    assert_eq!(
+        huge_output,
+        CallerDecision::Complete(ctxscope_core::logic::Completion::failed(
+            STATUS_INVALID_PARAMETER
+        ))
+    );
     let (mut state, lock) = driver.in_caller_context(&kernel, request, &file, neither(16, 64));
     assert_eq!(
         lock,
@@ -467,7 +493,7 @@ fn in_caller_context_identifies_the_request_and_decides() {
         .iter()
         .filter(|e| e.kind == CallbackKind::EvtIoInCallerContext)
         .collect();
-    assert_eq!(callers.len(), 5);
+    assert_eq!(callers.len(), 6);
     for event in &callers {
         assert_eq!(event.verdict().placement, Placement::RequestorThread);
         assert!(event.verdict().consistent());
@@ -670,7 +696,6 @@ fn reads_are_refused_before_start_and_with_small_buffers() {
     let file = FileState {
         id: 1,
         opener: None,
-        closer: None,
     };
     let mut state = read_state(&driver, &kernel, &file, 1);
     assert_eq!(
@@ -727,7 +752,6 @@ fn control(
     let file = FileState {
         id: 1,
         opener: None,
-        closer: None,
     };
     kernel.run_in(app_thread(APP_TID));
     let request = kernel.request_from(50, APP_TID);
@@ -918,8 +942,8 @@ fn unknown_codes_and_unlocked_neither_requests_are_refused() {
         BufferedInput::Copied(&[]),
         &mut [],
         Some(NeitherBuffers {
-            input: &[],
-            output: &mut output,
+            input: &PrivateBytes(&[]),
+            output: &mut PrivateBytesMut(&mut output),
         }),
     );
     assert_eq!(
@@ -961,8 +985,8 @@ fn neither_demo_fills_the_locked_output_from_an_arbitrary_thread() {
         BufferedInput::Copied(&[]),
         &mut [],
         Some(NeitherBuffers {
-            input: &input,
-            output: &mut locked_output.0,
+            input: &PrivateBytes(&input),
+            output: &mut PrivateBytesMut(&mut locked_output.0),
         }),
     );
     assert_eq!(

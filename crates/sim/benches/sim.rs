@@ -70,7 +70,7 @@ impl Kernel for FixedKernel {
             tid: 4484,
         })
     }
-    fn log(&self, _line: &str) {}
+    fn log(&self, _line: &ctxscope_core::logline::LineBuf) {}
 }
 
 /// `pairs` write requests through the logic, drained every 256 events; returns events recorded.

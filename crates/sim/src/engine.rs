@@ -29,8 +29,8 @@ use std::collections::{BinaryHeap, VecDeque};
 use ctxscope_core::kind::{DISPATCH_LEVEL, IDLE_PID, PASSIVE_LEVEL, SYSTEM_PID};
 use ctxscope_core::logic::{
     BufferedInput, CallerDecision, Completion, DeviceRegisters, Driver, FileState, Hardware,
-    IoKind, IsrDecision, MAX_BUFFERED_INPUT, NeitherBuffers, QueueDispatch, ReadDecision,
-    ReadToComplete, RequestState, edu, more_status::STATUS_CANCELLED,
+    IoKind, IsrDecision, MAX_BUFFERED_INPUT, NeitherBuffers, PrivateBytes, PrivateBytesMut,
+    QueueDispatch, ReadDecision, ReadToComplete, RequestState, edu, more_status::STATUS_CANCELLED,
 };
 use ctxscope_core::protocol::{
     CompletedBy, ConfigureRequest, CursorCheck, GetEventsReply, GetEventsRequest, InfoReply, Ioctl,
@@ -393,6 +393,8 @@ impl Irp {
 /// handle while it is open, one for each IRP issued on it).
 struct File {
     state: FileState,
+    /// The thread that closed the last handle, kept for `EvtFileClose` as the driver's glue does.
+    closer: Option<Requestor>,
     refs: u32,
     /// Opened by a workload thread (not the collector).
     app: bool,
@@ -1168,7 +1170,6 @@ impl<'r> Machine<'r> {
                 self.queues[QueueId::Read as usize].dispatch = setup.read_queue;
                 self.queues[QueueId::Write as usize].dispatch = setup.write_queue;
                 self.queues[QueueId::Control as usize].dispatch = setup.control_queue;
-                self.timer_period_ms = setup.timer_period_ms;
                 // The framework's PnP state machine goes on with the start, possibly in another
                 // System thread.
                 self.queue_work(Work::Start);
@@ -1231,7 +1232,7 @@ impl<'r> Machine<'r> {
         let f = &mut self.files[file];
         debug_assert!(!f.closed, "a file object is closed once");
         f.closed = true;
-        self.driver.file_close(kernel, &f.state);
+        self.driver.file_close(kernel, &f.state, f.closer);
         self.handles.closed += 1;
         if f.app {
             self.app_files_open -= 1;
@@ -1490,6 +1491,7 @@ impl<'r> Machine<'r> {
             self.app_files_open += 1;
         }
         self.files.push(File {
+            closer: None,
             state,
             refs: 1,
             app,
@@ -1510,7 +1512,8 @@ impl<'r> Machine<'r> {
         let kernel = self.kernel(cpu);
         let closer = Some(self.threads[thread].requestor());
         self.driver
-            .file_cleanup(&kernel, &mut self.files[file].state, closer);
+            .file_cleanup(&kernel, &self.files[file].state, closer);
+        self.files[file].closer = closer;
         self.handles.cleaned_up += 1;
         for queue in [QueueId::Read, QueueId::Write, QueueId::Control] {
             self.scratch.clear();
@@ -1763,9 +1766,11 @@ impl<'r> Machine<'r> {
             },
             Op::Write => Some(driver.io_write(&kernel, state, input_len)),
             Op::Neither => {
+                // The simulated user process does not touch its buffers while the request is
+                // in flight, so they are private bytes here.
                 let buffers = NeitherBuffers {
-                    input: &irp.input[..input_len],
-                    output: &mut irp.out[..out_len],
+                    input: &PrivateBytes(&irp.input[..input_len]),
+                    output: &mut PrivateBytesMut(&mut irp.out[..out_len]),
                 };
                 let code = Ioctl::NeitherDemo.code();
                 Some(driver.io_device_control(

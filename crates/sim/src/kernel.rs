@@ -5,6 +5,7 @@
 use core::cell::RefCell;
 
 use ctxscope_core::logic::Kernel;
+use ctxscope_core::logline::LineBuf;
 use ctxscope_core::{ExecContext, Requestor};
 
 /// The simulated performance counter's frequency: 10 MHz, what `KeQueryPerformanceCounter`
@@ -56,9 +57,9 @@ impl Kernel for SimKernel<'_> {
         request.thread
     }
 
-    fn log(&self, line: &str) {
+    fn log(&self, line: &LineBuf) {
         if let Some(log) = self.log {
-            log.borrow_mut().push(line.to_owned());
+            log.borrow_mut().push(line.as_str().to_owned());
         }
     }
 }

@@ -146,6 +146,7 @@ impl SimulateArgs {
 
     /// The simulation of what `ctxctl run` would do on Windows: the same workload and output,
     /// and the simulator's defaults for the machine.
+    #[cfg(not(windows))]
     #[must_use]
     pub fn for_run(run: &RunArgs) -> Self {
         Self {
