@@ -885,15 +885,9 @@ impl<'ring> Driver<'ring> {
         isr: Option<(TrailEntry, u32)>,
         read: Option<ReadToComplete<'_>>,
     ) -> Option<Completion> {
-        let mut event = Self::observe(kernel, CallbackKind::EvtInterruptDpc)
+        let event = Self::observe(kernel, CallbackKind::EvtInterruptDpc)
             .with_detail(isr.map_or(0, |(_, status)| u64::from(status)));
-        if let Some(read) = &read {
-            event = event
-                .with_requestor(read.state.requestor)
-                .with_ids(read.state.id, read.state.file_id)
-                .completing(true);
-        }
-        let event = self.record(kernel, event);
+        let event = self.record(kernel, Self::completing_read(event, read.as_ref()));
         let read = read?;
         if let Some((entry, _)) = isr {
             read.state.trail[TrailSlot::Isr as usize] = entry;
@@ -909,14 +903,8 @@ impl<'ring> Driver<'ring> {
         read: Option<ReadToComplete<'_>>,
     ) -> (TimerDecision, Option<Completion>) {
         let tick = self.timer_ticks.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut event = Self::observe(kernel, CallbackKind::EvtTimerFunc).with_detail(tick);
-        if let Some(read) = &read {
-            event = event
-                .with_requestor(read.state.requestor)
-                .with_ids(read.state.id, read.state.file_id)
-                .completing(true);
-        }
-        let event = self.record(kernel, event);
+        let event = Self::observe(kernel, CallbackKind::EvtTimerFunc).with_detail(tick);
+        let event = self.record(kernel, Self::completing_read(event, read.as_ref()));
         let completion =
             read.map(|read| self.complete_read(kernel, &event, CompletedBy::TimerDpc, read));
         (
@@ -925,6 +913,18 @@ impl<'ring> Driver<'ring> {
             },
             completion,
         )
+    }
+
+    /// A deferred callback's event, carrying the read it completes (if any): the read's requestor
+    /// and identifiers, and the completing flag.
+    fn completing_read(event: Event, read: Option<&ReadToComplete<'_>>) -> Event {
+        match read {
+            Some(read) => event
+                .with_requestor(read.state.requestor)
+                .with_ids(read.state.id, read.state.file_id)
+                .completing(true),
+            None => event,
+        }
     }
 
     /// Fills the read receipt into the read's buffer.
