@@ -1,6 +1,8 @@
 //! Property tests of the log line: every event of every kind survives format then parse, in
 //! every form a debugger saves it, and no string makes the parser panic.
 
+mod common;
+
 use ctxscope_core::event::{Event, ExecContext, Requestor};
 use ctxscope_core::kind::CallbackKind;
 use ctxscope_core::logline::{LineBuf, MAX_LINE_LEN, PREFIX, format_event, parse_line};
@@ -47,7 +49,7 @@ fn trailing_text() -> impl Strategy<Value = &'static str> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1024))]
+    #![proptest_config(common::config(1024))]
 
     #[test]
     fn format_then_parse_is_identity(

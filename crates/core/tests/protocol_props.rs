@@ -1,6 +1,8 @@
 //! Property tests of the driver-app protocol: every message survives encode then decode, and no
 //! byte string makes a decoder panic or accept something it would not write itself.
 
+mod common;
+
 use ctxscope_core::event::{Event, ExecContext, Requestor};
 use ctxscope_core::kind::CallbackKind;
 use ctxscope_core::protocol::{
@@ -178,7 +180,7 @@ fn decode_all_canonically(bytes: &[u8]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(common::config(512))]
 
     #[test]
     fn info_round_trips(info in info()) {

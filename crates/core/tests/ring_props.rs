@@ -7,6 +7,8 @@
 //! - Threaded: several writers on shared and distinct lanes with one reader draining all along:
 //!   exact accounting, each writer's order kept within its lane, no torn event.
 
+mod common;
+
 use ctxscope_core::event::{Event, ExecContext, Requestor};
 use ctxscope_core::kind::CallbackKind;
 use ctxscope_core::ring::{EventRing, LaneFull, Recorded, RingStats};
@@ -180,26 +182,12 @@ fn run_against_model<const LANES: usize, const CAP: usize>(ops: &[Op]) {
     );
 }
 
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        // Miri runs each case thousands of times slower; a few still walk every code path.
-        cases: if cfg!(miri) { 4 } else { 256 },
-        // No persistence file under Miri's isolation (and nothing to persist it for).
-        failure_persistence: if cfg!(miri) {
-            None
-        } else {
-            ProptestConfig::default().failure_persistence
-        },
-        ..ProptestConfig::default()
-    }
-}
-
 fn ops(max: usize) -> impl Strategy<Value = Vec<Op>> {
     prop::collection::vec(op(), 0..max)
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(common::config(256))]
 
     /// Three lanes of four: drops are frequent, and each lane wraps many times.
     #[test]
