@@ -38,8 +38,6 @@ pub use crate::protocol::ntstatus as status;
 
 /// NTSTATUS values the logic decides besides the protocol's.
 pub mod more_status {
-    /// `STATUS_PENDING`.
-    pub const STATUS_PENDING: i32 = 0x0000_0103;
     /// `STATUS_DEVICE_BUSY`: another reader holds the event ring.
     pub const STATUS_DEVICE_BUSY: i32 = 0x8000_0011_u32.cast_signed();
     /// `STATUS_CANCELLED`.
