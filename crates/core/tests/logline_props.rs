@@ -2,30 +2,12 @@
 //! every form a debugger saves it, and no string makes the parser panic.
 
 mod common;
+use common::event;
 
-use ctxscope_core::event::{Event, ExecContext, Requestor};
+use ctxscope_core::event::Event;
 use ctxscope_core::kind::CallbackKind;
 use ctxscope_core::logline::{LineBuf, MAX_LINE_LEN, PREFIX, format_event, parse_line};
 use proptest::prelude::*;
-
-prop_compose! {
-    fn event()(
-        kind in prop::sample::select(CallbackKind::ALL.to_vec()),
-        seq: u64, timestamp: u64, request_id: u64, file_id: u64, detail: u64,
-        pid: u32, tid: u32, cpu: u32, irql: u8, lane: u8,
-        requestor in prop::option::of((any::<u32>(), any::<u32>())),
-        completes: bool,
-    ) -> Event {
-        let mut event = Event::new(kind, ExecContext { pid, tid, irql, cpu }, timestamp)
-            .with_ids(request_id, file_id)
-            .with_detail(detail)
-            .with_requestor(requestor.map(|(pid, tid)| Requestor { pid, tid }))
-            .completing(completes);
-        event.seq = seq;
-        event.lane = lane;
-        event
-    }
-}
 
 /// Text a debugger may put before the message: `DebugView`'s sequence number and time in its
 /// several forms, `WinDbg`'s prompt, or nothing.

@@ -2,8 +2,9 @@
 //! byte string makes a decoder panic or accept something it would not write itself.
 
 mod common;
+use common::event;
 
-use ctxscope_core::event::{Event, ExecContext, Requestor};
+use ctxscope_core::event::Event;
 use ctxscope_core::kind::CallbackKind;
 use ctxscope_core::protocol::{
     AlignedBuf, CompletedBy, ConfigureRequest, DriverCounters, DriverVersion, EventsReplyHeader,
@@ -16,29 +17,6 @@ use proptest::prelude::*;
 
 const MAX_PROPERTY_EVENTS: usize = 40;
 type Buf = AlignedBuf<{ 56 + 64 * MAX_PROPERTY_EVENTS }>;
-
-fn kind() -> impl Strategy<Value = CallbackKind> {
-    prop::sample::select(CallbackKind::ALL.to_vec())
-}
-
-prop_compose! {
-    fn event()(
-        kind in kind(),
-        seq: u64, timestamp: u64, request_id: u64, file_id: u64, detail: u64,
-        pid: u32, tid: u32, cpu: u32, irql: u8, lane: u8,
-        requestor in prop::option::of((any::<u32>(), any::<u32>())),
-        completes: bool,
-    ) -> Event {
-        let mut event = Event::new(kind, ExecContext { pid, tid, irql, cpu }, timestamp)
-            .with_ids(request_id, file_id)
-            .with_detail(detail)
-            .with_requestor(requestor.map(|(pid, tid)| Requestor { pid, tid }))
-            .completing(completes);
-        event.seq = seq;
-        event.lane = lane;
-        event
-    }
-}
 
 fn mode() -> impl Strategy<Value = Mode> {
     prop::sample::select(Mode::ALL.to_vec())

@@ -35,7 +35,7 @@ pub fn render(info: &InfoReply) -> String {
         info.ring.recorded,
         info.ring.dropped,
         info.ring.consumed,
-        info.ring.recorded.saturating_sub(info.ring.consumed)
+        info.ring.pending()
     );
     let _ = writeln!(
         out,

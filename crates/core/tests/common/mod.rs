@@ -1,5 +1,8 @@
 //! What the core's property tests share.
 
+use ctxscope_core::event::{Event, ExecContext, Requestor};
+use ctxscope_core::kind::CallbackKind;
+use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
 
 /// `cases` cases natively. Under Miri, which runs each case thousands of times slower, a few
@@ -14,5 +17,26 @@ pub fn config(cases: u32) -> Config {
             Some(Box::new(FileFailurePersistence::default()))
         },
         ..Config::default()
+    }
+}
+
+prop_compose! {
+    /// Any event the record can hold: every kind, every field, with or without a requestor.
+    #[allow(dead_code, reason = "not every test binary that includes `common` generates events")]
+    pub fn event()(
+        kind in prop::sample::select(CallbackKind::ALL.to_vec()),
+        seq: u64, timestamp: u64, request_id: u64, file_id: u64, detail: u64,
+        pid: u32, tid: u32, cpu: u32, irql: u8, lane: u8,
+        requestor in prop::option::of((any::<u32>(), any::<u32>())),
+        completes: bool,
+    ) -> Event {
+        let mut event = Event::new(kind, ExecContext { pid, tid, irql, cpu }, timestamp)
+            .with_ids(request_id, file_id)
+            .with_detail(detail)
+            .with_requestor(requestor.map(|(pid, tid)| Requestor { pid, tid }))
+            .completing(completes);
+        event.seq = seq;
+        event.lane = lane;
+        event
     }
 }
